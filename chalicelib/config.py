@@ -1,0 +1,116 @@
+"""Settings from environment variables, read once per container.
+
+The names are part of the deployment contract (docs: README "Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from chalicelib.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# In a checkout this is ./migrations; in the Lambda zip, `vendor/migrations` lands at the root,
+# so the same relative path holds in both.
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    return env.get(name, "").strip() or None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None
+    database_secret_arn: str | None
+    data_dir: Path
+    in_lambda: bool
+    connect_timeout_seconds: int
+    migration_lock_timeout_ms: int
+    migration_statement_timeout_ms: int
+    migration_lock_wait_seconds: int
+    polygon_api_key: str | None
+    polygon_api_key_secret_arn: str | None
+    polygon_base_url: str
+    polygon_max_rpm: int | None
+    polygon_timeout_seconds: float
+    auth_cache_ttl_seconds: int
+    audit_retention_days: int
+    audit_archive_bucket: str | None
+    backfill_queue_name: str
+    symbol_check_on_add: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        max_rpm = _int(env, "POLYGON_MAX_RPM", 0)
+        return cls(
+            database_url=_optional(env, "DATABASE_URL"),
+            database_secret_arn=_optional(env, "DATABASE_SECRET_ARN"),
+            data_dir=Path(env.get("MDW_DATA_DIR", "").strip() or PROJECT_ROOT / ".data"),
+            in_lambda=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+            connect_timeout_seconds=_int(env, "DATABASE_CONNECT_TIMEOUT_SECONDS", 5, minimum=1),
+            migration_lock_timeout_ms=_int(env, "MIGRATION_LOCK_TIMEOUT_MS", 10_000, minimum=1),
+            migration_statement_timeout_ms=_int(
+                env, "MIGRATION_STATEMENT_TIMEOUT_MS", 600_000, minimum=1
+            ),
+            migration_lock_wait_seconds=_int(env, "MIGRATION_LOCK_WAIT_SECONDS", 120, minimum=1),
+            polygon_api_key=_optional(env, "POLYGON_API_KEY"),
+            polygon_api_key_secret_arn=_optional(env, "POLYGON_API_KEY_SECRET_ARN"),
+            polygon_base_url=(
+                env.get("POLYGON_BASE_URL", "").strip() or "https://api.polygon.io"
+            ).rstrip("/"),
+            polygon_max_rpm=max_rpm or None,
+            polygon_timeout_seconds=_float(env, "POLYGON_TIMEOUT_SECONDS", 10.0),
+            auth_cache_ttl_seconds=_int(env, "AUTH_CACHE_TTL_SECONDS", 10),
+            audit_retention_days=_int(env, "AUDIT_RETENTION_DAYS", 90, minimum=1),
+            audit_archive_bucket=_optional(env, "AUDIT_ARCHIVE_BUCKET"),
+            backfill_queue_name=env.get("BACKFILL_QUEUE_NAME", "").strip() or "mdw-backfill",
+            symbol_check_on_add=_bool(env, "SYMBOL_CHECK_ON_ADD", True),
+        )
+
+
+@cache
+def get_settings() -> Settings:
+    """The container's settings; tests call `get_settings.cache_clear()` after changing env."""
+    return Settings.from_env(os.environ)

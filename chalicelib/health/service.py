@@ -1,0 +1,70 @@
+"""Is the database reachable and at the schema version this code expects?
+
+API functions ask once per cold start (`ensure_schema_current`) and remember only success, so a
+container that started before `migrate` ran starts serving as soon as the schema catches up.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from chalicelib import db
+from chalicelib.errors import AppError, ServiceUnavailable
+from chalicelib.migrations import current_schema_version, latest_version
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    status: str
+    database: str
+    schema_version: int | None
+    expected_schema_version: int
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def check_health() -> HealthReport:
+    expected = latest_version()
+    try:
+        with db.connection() as conn:
+            version = current_schema_version(conn)
+    except AppError as exc:
+        return HealthReport("unavailable", "unreachable", None, expected, exc.message)
+    if version is None or version < expected:
+        return HealthReport(
+            "unavailable",
+            "behind",
+            version,
+            expected,
+            f"database schema is at version {version or 0}, this code expects {expected}; "
+            "run the migrate function (or `mdw db migrate`)",
+        )
+    return HealthReport("ok", "ok", version, expected)
+
+
+_schema_current = False
+_schema_lock = threading.Lock()
+
+
+def ensure_schema_current() -> None:
+    """Raise ServiceUnavailable until the schema is current; one cheap query per container."""
+    global _schema_current
+    if _schema_current:
+        return
+    with _schema_lock:
+        if _schema_current:
+            return
+        report = check_health()
+        if not report.ok:
+            raise ServiceUnavailable(report.message or "database unavailable")
+        _schema_current = True
+
+
+def forget_schema_check() -> None:
+    """Make the next request check again (tests, and after a failed connection)."""
+    global _schema_current
+    _schema_current = False

@@ -1,0 +1,100 @@
+"""What the code expects the database to hold, checked by `verify_schema`.
+
+A migration that adds a table, column or index the code relies on adds it here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
+    "schema_migrations": (
+        "version", "name", "checksum", "applied_at", "applied_by", "duration_ms",
+    ),
+    "api_keys": (
+        "id", "name", "key_hash", "key_prefix", "scopes", "active", "expires_at",
+        "allowed_cidrs", "rate_limit_per_minute", "created_at", "updated_at",
+        "previous_key_hash", "previous_key_expires_at", "last_used_at", "request_count",
+        "usage_counted_through",
+    ),
+    "api_key_audit": (
+        "id", "key_id", "occurred_at", "event", "method", "route", "path", "status_code",
+        "latency_ms", "source_ip", "request_id", "key_prefix", "reason",
+    ),
+    "tracked_symbols": (
+        "symbol", "asset_class", "timeframes", "active", "backfill_status", "last_backfill",
+        "last_error", "created_at", "updated_at",
+    ),
+    "bars": (
+        "symbol", "timeframe", "time", "open", "high", "low", "close", "volume", "vwap",
+        "trades", "validated", "flags", "updated_at",
+    ),
+    "backfill_runs": (
+        "id", "symbol", "timeframe", "status", "started_at", "finished_at", "range_start",
+        "range_end", "bars_written", "provider_requests", "error",
+    ),
+}
+
+EXPECTED_INDEXES: tuple[str, ...] = (
+    "api_keys_pkey",
+    "api_keys_name_key",
+    "api_keys_key_hash_key",
+    "api_keys_previous_key_hash_key",
+    "api_key_audit_key_id_id_idx",
+    "api_key_audit_occurred_at_idx",
+    "tracked_symbols_pkey",
+    "bars_pkey",
+    "backfill_runs_symbol_timeframe_idx",
+)
+
+SELECT_COLUMNS = """
+SELECT table_name, column_name FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = ANY(%(tables)s)
+"""
+SELECT_INDEXES = """
+SELECT indexname FROM pg_indexes
+WHERE schemaname = current_schema() AND indexname = ANY(%(indexes)s)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaReport:
+    """Each expected table, `table.column` and index name mapped to whether it exists."""
+
+    checks: dict[str, bool]
+
+    @property
+    def ok(self) -> bool:
+        return all(self.checks.values())
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name, present in self.checks.items() if not present]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": self.checks, "missing": self.missing}
+
+
+def verify_schema(conn: psycopg.Connection[Any]) -> SchemaReport:
+    present_columns = {
+        (table, column)
+        for table, column in conn.execute(
+            SELECT_COLUMNS, {"tables": list(EXPECTED_TABLES)}
+        ).fetchall()
+    }
+    present_tables = {table for table, _ in present_columns}
+    present_indexes = {
+        row[0]
+        for row in conn.execute(SELECT_INDEXES, {"indexes": list(EXPECTED_INDEXES)}).fetchall()
+    }
+    checks: dict[str, bool] = {}
+    for table, columns in EXPECTED_TABLES.items():
+        checks[f"table:{table}"] = table in present_tables
+        for column in columns:
+            checks[f"column:{table}.{column}"] = (table, column) in present_columns
+    for index in EXPECTED_INDEXES:
+        checks[f"index:{index}"] = index in present_indexes
+    return SchemaReport(checks)

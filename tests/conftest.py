@@ -1,0 +1,217 @@
+"""Test infrastructure: one fresh PostgreSQL database per session, migrated by the real runner.
+
+The server is the embedded one (pgserver) unless TEST_DATABASE_SERVER_URL names another (CI's
+second pass uses the machine's PostgreSQL). Tests only ever touch databases created here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from chalicelib import db
+from chalicelib.config import PROJECT_ROOT, get_settings
+from chalicelib.health.service import forget_schema_check
+from chalicelib.migrations import run_migrations
+
+DATA_TABLES = ("api_keys", "api_key_audit", "tracked_symbols", "bars", "backfill_runs")
+
+
+def create_database(server_url: str, label: str = "") -> tuple[str, str]:
+    name = f"mdw_test_{label}{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, make_conninfo(server_url, dbname=name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """Maintenance URL of the server on which the tests create their databases."""
+    url = os.environ.get("TEST_DATABASE_SERVER_URL")
+    if url:
+        return url
+    return db.embedded_server_url(PROJECT_ROOT / ".data", database="postgres")
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """The session's database, fresh and migrated; DATABASE_URL points the code at it."""
+    name, url = create_database(server_url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        run_migrations(conn)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATABASE_URL", url)
+        get_settings.cache_clear()
+        db.set_database(None)
+        yield url
+        db.set_database(None)
+    drop_database(server_url, name)
+
+
+@pytest.fixture
+def empty_database_url(server_url: str) -> Iterator[str]:
+    """A database with nothing in it, for migration and bootstrap tests."""
+    name, url = create_database(server_url, label="empty_")
+    yield url
+    drop_database(server_url, name)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def set_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Change settings for one test: `set_env(AUTH_CACHE_TTL_SECONDS="1")`."""
+
+    def apply(**values: str | None) -> None:
+        for name, value in values.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    return apply
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[db.Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with (
+        psycopg.connect(database_url, autocommit=True) as connection,
+        connection.transaction(force_rollback=True),
+    ):
+        yield connection
+
+
+class PinnedConnection:
+    """Hands the app the test's own connection, so its writes roll back with the test."""
+
+    def __init__(self, connection: db.Connection) -> None:
+        self._connection = connection
+
+    @contextmanager
+    def connection(self) -> Iterator[db.Connection]:
+        yield self._connection
+
+
+@pytest.fixture
+def pinned_db(conn: db.Connection) -> Iterator[db.Connection]:
+    db.set_database(PinnedConnection(conn))
+    forget_schema_check()
+    yield conn
+    db.set_database(None)
+    forget_schema_check()
+
+
+@pytest.fixture
+def client(pinned_db: db.Connection) -> Iterator[Any]:
+    """chalice.test.Client on the app, writing through the test's rolled-back connection."""
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app) as test_client:
+        yield test_client
+
+
+def truncate_data(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in DATA_TABLES)
+            )
+        )
+
+
+@pytest.fixture
+def committed_db(database_url: str) -> Iterator[str]:
+    """The app's real connection handling against the session database; data is committed and
+    truncated afterwards. For concurrency tests and real server processes."""
+    truncate_data(database_url)
+    db.set_database(None)
+    forget_schema_check()
+    yield database_url
+    source = db.get_database()
+    if isinstance(source, db.Database):
+        source.close()
+    db.set_database(None)
+    forget_schema_check()
+    truncate_data(database_url)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, *, process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def chalice_local(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `chalice local` process on a free port, against the session database."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("chalice-local") / "server.log"
+    env = {**os.environ, "DATABASE_URL": database_url, "AUTH_CACHE_TTL_SECONDS": "1"}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "chalice"),
+                "local",
+                "--no-autoreload",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, process=process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
