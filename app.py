@@ -8,10 +8,26 @@ from typing import Any
 from chalice import Chalice
 
 from chalicelib import jobs
+from chalicelib.errors import AppError
 from chalicelib.health.routes import bp as health_bp
+from chalicelib.health.service import ensure_schema_current
+from chalicelib.http import error_response
+from chalicelib.keys.authorizer import bp as authorizer_bp
 
 app = Chalice(app_name="mdw")
+app.register_blueprint(authorizer_bp)
 app.register_blueprint(health_bp)
+
+
+@app.middleware("http")
+def require_current_schema(event: Any, get_response: Any) -> Any:
+    """Once per container: refuse to serve (503) until the schema is at this code's version."""
+    if event.path != "/health":
+        try:
+            ensure_schema_current()
+        except AppError as exc:
+            return error_response(exc)
+    return get_response(event)
 
 
 @app.lambda_function(name="migrate")
