@@ -1,0 +1,70 @@
+"""Trading calendar: which days have a session, and when a session opens and closes.
+
+Stocks and ETFs trade on NYSE sessions (the `holidays` package's NYSE calendar, which includes
+one-off closures such as national days of mourning); crypto trades every UTC calendar day.
+
+Early closes (13:00 on the day after Thanksgiving, on Christmas Eve and around Independence
+Day) are not modelled: every session is treated as 09:30-16:00 America/New_York. They change
+no day's status, only where its last intraday bars stop.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo
+
+NEW_YORK = ZoneInfo("America/New_York")
+SESSION_OPEN = time(9, 30)
+SESSION_CLOSE = time(16, 0)
+
+SESSION_ASSET_CLASSES = frozenset({"stock", "etf"})
+ROUND_THE_CLOCK_ASSET_CLASSES = frozenset({"crypto"})
+
+_SATURDAY = 5
+
+
+@cache
+def _nyse_holidays(year: int) -> frozenset[date]:
+    # Imported here: building the calendar module is free for callers (the API's gap count)
+    # that may never ask about a stock. The set is built once per year and process.
+    import holidays
+
+    return frozenset(holidays.financial_holidays("NYSE", years=year))
+
+
+def is_trading_day(day: date) -> bool:
+    """Whether NYSE holds a regular session on `day` (a weekday that is not an NYSE holiday)."""
+    return day.weekday() < _SATURDAY and day not in _nyse_holidays(day.year)
+
+
+def trading_days(start: date, end: date) -> list[date]:
+    """NYSE sessions from `start` to `end`, both inclusive, oldest first; empty if start > end."""
+    return [day for day in _each_day(start, end) if is_trading_day(day)]
+
+
+def session_bounds_utc(day: date) -> tuple[datetime, datetime]:
+    """The regular session's open (09:30) and close (16:00) in New York on `day`, as aware UTC
+    datetimes; daylight saving moves them between 13:30-20:00 and 14:30-21:00 UTC.
+
+    Only the clock is computed: whether `day` has a session is `is_trading_day`'s question.
+    """
+    opens = datetime.combine(day, SESSION_OPEN, tzinfo=NEW_YORK)
+    closes = datetime.combine(day, SESSION_CLOSE, tzinfo=NEW_YORK)
+    return opens.astimezone(UTC), closes.astimezone(UTC)
+
+
+def expected_sessions(asset_class: str, start: date, end: date) -> list[date]:
+    """Days that should carry a daily bar for `asset_class` ("stock", "etf" or "crypto"), from
+    `start` to `end` inclusive: NYSE sessions for stocks and ETFs, every UTC day for crypto."""
+    if asset_class in SESSION_ASSET_CLASSES:
+        return trading_days(start, end)
+    if asset_class in ROUND_THE_CLOCK_ASSET_CLASSES:
+        return list(_each_day(start, end))
+    raise ValueError(f"unknown asset class {asset_class!r}; expected stock, etf or crypto")
+
+
+def _each_day(start: date, end: date) -> list[date]:
+    if start > end:
+        return []
+    return [start + timedelta(days=offset) for offset in range((end - start).days + 1)]

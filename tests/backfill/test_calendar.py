@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from chalicelib.backfill.calendar import (
+    expected_sessions,
+    is_trading_day,
+    session_bounds_utc,
+    trading_days,
+)
+
+
+@pytest.mark.parametrize(
+    ("day", "reason"),
+    [
+        (date(2024, 1, 1), "New Year's Day"),
+        (date(2024, 1, 15), "Martin Luther King Jr. Day"),
+        (date(2024, 2, 19), "Washington's Birthday"),
+        (date(2024, 3, 29), "Good Friday"),
+        (date(2024, 5, 27), "Memorial Day"),
+        (date(2024, 6, 19), "Juneteenth"),
+        (date(2024, 7, 4), "Independence Day"),
+        (date(2024, 9, 2), "Labor Day"),
+        (date(2024, 11, 28), "Thanksgiving"),
+        (date(2024, 12, 25), "Christmas"),
+        (date(2025, 1, 9), "day of mourning for President Carter"),
+        (date(2024, 7, 6), "Saturday"),
+        (date(2024, 7, 7), "Sunday"),
+    ],
+)
+def test_no_session_on_holidays_and_weekends(day: date, reason: str) -> None:
+    assert is_trading_day(day) is False, reason
+
+
+@pytest.mark.parametrize(
+    "day",
+    [
+        date(2024, 3, 28),  # the Thursday before Good Friday
+        date(2024, 7, 3),  # an early close is still a session
+        date(2024, 7, 5),
+        date(2024, 11, 29),  # the day after Thanksgiving (early close)
+        date(2024, 12, 24),
+        date(2021, 12, 31),  # New Year 2022 fell on a Saturday; NYSE does not observe it on Friday
+    ],
+)
+def test_sessions_on_ordinary_and_early_close_days(day: date) -> None:
+    assert is_trading_day(day) is True
+
+
+def test_trading_days_skip_weekends_and_holidays_inclusive_of_both_ends() -> None:
+    assert trading_days(date(2024, 3, 27), date(2024, 4, 2)) == [
+        date(2024, 3, 27),
+        date(2024, 3, 28),
+        date(2024, 4, 1),
+        date(2024, 4, 2),
+    ]
+
+
+def test_trading_days_across_a_year_boundary() -> None:
+    assert trading_days(date(2024, 12, 30), date(2025, 1, 3)) == [
+        date(2024, 12, 30),
+        date(2024, 12, 31),
+        date(2025, 1, 2),
+        date(2025, 1, 3),
+    ]
+
+
+def test_trading_days_in_a_full_year() -> None:
+    assert len(trading_days(date(2024, 1, 1), date(2024, 12, 31))) == 252
+    assert len(trading_days(date(2023, 1, 1), date(2023, 12, 31))) == 250
+
+
+def test_trading_days_empty_when_reversed_or_only_a_holiday() -> None:
+    assert trading_days(date(2024, 7, 5), date(2024, 7, 3)) == []
+    assert trading_days(date(2024, 7, 4), date(2024, 7, 4)) == []
+    assert trading_days(date(2024, 7, 5), date(2024, 7, 5)) == [date(2024, 7, 5)]
+
+
+def test_session_bounds_in_winter_time() -> None:
+    assert session_bounds_utc(date(2024, 1, 2)) == (
+        datetime(2024, 1, 2, 14, 30, tzinfo=UTC),
+        datetime(2024, 1, 2, 21, 0, tzinfo=UTC),
+    )
+
+
+def test_session_bounds_in_summer_time() -> None:
+    assert session_bounds_utc(date(2024, 7, 1)) == (
+        datetime(2024, 7, 1, 13, 30, tzinfo=UTC),
+        datetime(2024, 7, 1, 20, 0, tzinfo=UTC),
+    )
+
+
+def test_session_bounds_on_the_days_the_clocks_change() -> None:
+    # 2024-03-10 and 2024-11-03 are Sundays; the Mondays after are the first sessions on the new
+    # offset, and the Fridays before are the last on the old one.
+    assert session_bounds_utc(date(2024, 3, 8))[0] == datetime(2024, 3, 8, 14, 30, tzinfo=UTC)
+    assert session_bounds_utc(date(2024, 3, 11))[0] == datetime(2024, 3, 11, 13, 30, tzinfo=UTC)
+    assert session_bounds_utc(date(2024, 11, 1))[1] == datetime(2024, 11, 1, 20, 0, tzinfo=UTC)
+    assert session_bounds_utc(date(2024, 11, 4))[1] == datetime(2024, 11, 4, 21, 0, tzinfo=UTC)
+
+
+def test_session_bounds_are_utc_aware() -> None:
+    opens, closes = session_bounds_utc(date(2024, 1, 2))
+    assert opens.tzinfo is UTC
+    assert closes.tzinfo is UTC
+
+
+def test_expected_sessions_for_stocks_and_etfs_follow_nyse() -> None:
+    expected = [date(2024, 11, 27), date(2024, 11, 29), date(2024, 12, 2)]
+    assert expected_sessions("stock", date(2024, 11, 27), date(2024, 12, 2)) == expected
+    assert expected_sessions("etf", date(2024, 11, 27), date(2024, 12, 2)) == expected
+
+
+def test_expected_sessions_for_crypto_are_every_day() -> None:
+    assert expected_sessions("crypto", date(2024, 11, 27), date(2024, 12, 2)) == [
+        date(2024, 11, 27),
+        date(2024, 11, 28),
+        date(2024, 11, 29),
+        date(2024, 11, 30),
+        date(2024, 12, 1),
+        date(2024, 12, 2),
+    ]
+    assert expected_sessions("crypto", date(2024, 12, 2), date(2024, 11, 27)) == []
+
+
+def test_expected_sessions_reject_an_unknown_asset_class() -> None:
+    with pytest.raises(ValueError, match="unknown asset class 'forex'"):
+        expected_sessions("forex", date(2024, 1, 1), date(2024, 1, 2))
