@@ -1,0 +1,1 @@
+"""Market data reads: bars, the symbol list and the pipeline status."""
