@@ -80,6 +80,11 @@ class Settings:
     audit_archive_bucket: str | None
     backfill_queue_name: str
     symbol_check_on_add: bool
+    backfill_depth_daily_days: int
+    backfill_depth_intraday_days: int
+    validation_max_jump_pct: float
+    validation_volume_spike_factor: float
+    validation_volume_window: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -107,6 +112,17 @@ class Settings:
             audit_archive_bucket=_optional(env, "AUDIT_ARCHIVE_BUCKET"),
             backfill_queue_name=env.get("BACKFILL_QUEUE_NAME", "").strip() or "mdw-backfill",
             symbol_check_on_add=_bool(env, "SYMBOL_CHECK_ON_ADD", True),
+            # A new symbol's first backfill reaches this far back: 1d/1w bars, then intraday.
+            backfill_depth_daily_days=_int(env, "BACKFILL_DEPTH_DAILY_DAYS", 1826, minimum=1),
+            backfill_depth_intraday_days=_int(
+                env, "BACKFILL_DEPTH_INTRADAY_DAYS", 30, minimum=1
+            ),
+            # Validation thresholds (docs/DATA_QUALITY.md): a close this many percent away
+            # from the previous close with no split, a volume this many times the trailing
+            # median of the last `window` bars.
+            validation_max_jump_pct=_float(env, "VALIDATION_MAX_JUMP_PCT", 25.0),
+            validation_volume_spike_factor=_float(env, "VALIDATION_VOLUME_SPIKE_FACTOR", 10.0),
+            validation_volume_window=_int(env, "VALIDATION_VOLUME_WINDOW", 20, minimum=1),
         )
 
 
