@@ -36,6 +36,10 @@ EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
         "id", "symbol", "timeframe", "status", "started_at", "finished_at", "range_start",
         "range_end", "bars_written", "provider_requests", "error",
     ),
+    "backfill_state": (
+        "symbol", "timeframe", "status", "last_backfill", "last_error", "last_run_id",
+        "updated_at",
+    ),
 }
 
 EXPECTED_INDEXES: tuple[str, ...] = (
@@ -48,6 +52,7 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "tracked_symbols_pkey",
     "bars_pkey",
     "backfill_runs_symbol_timeframe_idx",
+    "backfill_state_pkey",
 )
 
 SELECT_COLUMNS = """

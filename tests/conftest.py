@@ -27,7 +27,9 @@ from chalicelib.config import PROJECT_ROOT, get_settings
 from chalicelib.health.service import forget_schema_check
 from chalicelib.migrations import run_migrations
 
-DATA_TABLES = ("api_keys", "api_key_audit", "tracked_symbols", "bars", "backfill_runs")
+DATA_TABLES = (
+    "api_keys", "api_key_audit", "tracked_symbols", "bars", "backfill_runs", "backfill_state",
+)
 
 
 def create_database(server_url: str, label: str = "") -> tuple[str, str]:
