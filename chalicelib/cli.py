@@ -128,3 +128,7 @@ def bootstrap_command(new_admin_key: bool) -> None:
     click.echo(f"symbols seeded: {summary.symbols_seeded}")
     if not summary.changed:
         click.echo("nothing to do: already bootstrapped")
+
+
+if __name__ == "__main__":
+    main()

@@ -114,9 +114,7 @@ class Settings:
             symbol_check_on_add=_bool(env, "SYMBOL_CHECK_ON_ADD", True),
             # A new symbol's first backfill reaches this far back: 1d/1w bars, then intraday.
             backfill_depth_daily_days=_int(env, "BACKFILL_DEPTH_DAILY_DAYS", 1826, minimum=1),
-            backfill_depth_intraday_days=_int(
-                env, "BACKFILL_DEPTH_INTRADAY_DAYS", 30, minimum=1
-            ),
+            backfill_depth_intraday_days=_int(env, "BACKFILL_DEPTH_INTRADAY_DAYS", 30, minimum=1),
             # Validation thresholds (docs/DATA_QUALITY.md): a close this many percent away
             # from the previous close with no split, a volume this many times the trailing
             # median of the last `window` bars.

@@ -1,9 +1,11 @@
 """How every function reaches PostgreSQL.
 
 Connections are opened lazily, kept for warm invocations, and handed out one per thread (Chalice's
-local server is threaded). A connection that broke during use is dropped; one that sat idle long
-enough to have been cut by a proxy or server restart is pinged before reuse, so a dropped
-connection is replaced on next use without a round trip on every request.
+local server is threaded). A connection that broke during use is dropped. Before reuse, an idle
+connection whose socket has something to read (the server closed it or sent a termination
+notice) or that sat idle long enough to have been cut silently by a proxy is pinged, and replaced
+if the ping fails; a dropped connection is thus replaced on next use without a round trip on
+every request.
 
 Connections run in autocommit mode: the boundary (a request, a job, a CLI command) owns the
 transaction with `with conn.transaction():`, and repositories never commit.
@@ -12,6 +14,7 @@ transaction with `with conn.transaction():`, and repositories never commit.
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 from collections.abc import Iterator
@@ -54,6 +57,16 @@ def connect(conninfo: str, *, connect_timeout: int = 5, autocommit: bool = True)
         ) from None
 
 
+def _has_unread_data(conn: Connection) -> bool:
+    """An idle connection has nothing to read unless the server spoke first: a termination
+    notice, or the socket closing. Checking costs a system call, not a round trip."""
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class ConnectionSource(Protocol):
     def connection(self) -> Any: ...
 
@@ -75,7 +88,9 @@ class Database:
                 conn, idle_since = self._idle.pop()
             if conn.closed or conn.broken:
                 continue
-            if time.monotonic() - idle_since < _PING_AFTER_IDLE_SECONDS:
+            if time.monotonic() - idle_since < _PING_AFTER_IDLE_SECONDS and not _has_unread_data(
+                conn
+            ):
                 return conn
             try:
                 conn.execute("SELECT 1")
@@ -146,11 +161,15 @@ def embedded_server_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> st
 
 def ensure_database(admin_url: str, database: str) -> None:
     with connect(admin_url) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+        ).fetchone()
         if exists:
             return
         try:
-            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database)))
+            conn.execute(
+                psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database))
+            )
         except psycopg.errors.DuplicateDatabase:
             pass  # another process of this checkout created it first
 
@@ -190,7 +209,9 @@ def set_database(source: ConnectionSource | None) -> None:
     """Replace the container's connection source (tests pin one connection through this)."""
     global _database
     with _database_lock:
-        _database = source
+        previous, _database = _database, source
+    if isinstance(previous, Database) and previous is not source:
+        previous.close()
 
 
 @contextmanager

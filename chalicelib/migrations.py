@@ -112,14 +112,11 @@ def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             continue
         match = _FILENAME.match(path.name)
         if not match:
-            raise MigrationError(
-                f"{path.name}: migration files must be named NNNN_verb_noun.sql"
-            )
+            raise MigrationError(f"{path.name}: migration files must be named NNNN_verb_noun.sql")
         version = int(match["version"])
         if version in by_version:
             raise MigrationError(
-                f"{path.name}: version {version:04d} is also used by "
-                f"{by_version[version].filename}"
+                f"{path.name}: version {version:04d} is also used by {by_version[version].filename}"
             )
         raw = path.read_bytes()
         by_version[version] = Migration(

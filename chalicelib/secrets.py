@@ -28,7 +28,9 @@ def get_secret_string(arn: str) -> str:
         code = exc.response.get("Error", {}).get("Code", "error")
         raise ConfigError(f"cannot read secret {arn}: {code}") from None
     except BotoCoreError as exc:
-        raise ConfigError(f"cannot reach Secrets Manager for secret {arn}: {type(exc).__name__}") from None
+        raise ConfigError(
+            f"cannot reach Secrets Manager for secret {arn}: {type(exc).__name__}"
+        ) from None
     value = response.get("SecretString")
     if not isinstance(value, str) or not value:
         raise ConfigError(f"secret {arn} has no SecretString")

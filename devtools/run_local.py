@@ -42,11 +42,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {summary.admin_key}\n")
         key_hint = summary.admin_key
     else:
-        print("\nAn admin key already exists (`.venv/bin/mdw bootstrap --new-admin-key` for another).")
+        print(
+            "\nAn admin key already exists (`.venv/bin/mdw bootstrap --new-admin-key` for another)."
+        )
         key_hint = "$MDW_KEY"
     print(f"Serving on {base}")
     print(f"  curl {base}/health")
-    print(f'  curl -H "Authorization: Bearer {key_hint}" {base}/api/v1/admin/api-keys\n', flush=True)
+    print(
+        f'  curl -H "Authorization: Bearer {key_hint}" {base}/api/v1/admin/api-keys\n', flush=True
+    )
 
     env = {**os.environ, "DATABASE_URL": url}
     chalice = Path(sys.executable).parent / "chalice"

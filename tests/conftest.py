@@ -28,7 +28,12 @@ from chalicelib.health.service import forget_schema_check
 from chalicelib.migrations import run_migrations
 
 DATA_TABLES = (
-    "api_keys", "api_key_audit", "tracked_symbols", "bars", "backfill_runs", "backfill_state",
+    "api_keys",
+    "api_key_audit",
+    "tracked_symbols",
+    "bars",
+    "backfill_runs",
+    "backfill_state",
 )
 
 

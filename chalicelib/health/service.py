@@ -53,8 +53,6 @@ _schema_lock = threading.Lock()
 def ensure_schema_current() -> None:
     """Raise ServiceUnavailable until the schema is current; one cheap query per container."""
     global _schema_current
-    if _schema_current:
-        return
     with _schema_lock:
         if _schema_current:
             return

@@ -44,7 +44,7 @@ def is_well_formed(raw: str) -> bool:
     rest = raw[len(PREFIX) :]
     if not _ALPHABET_SET.issuperset(rest):
         return False
-    return _checksum(raw[: -_CHECKSUM_LENGTH]) == raw[-_CHECKSUM_LENGTH:]
+    return _checksum(raw[:-_CHECKSUM_LENGTH]) == raw[-_CHECKSUM_LENGTH:]
 
 
 def hash_key(raw: str) -> bytes:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from chalicelib import db
-from chalicelib.migrations import latest_version
+from chalicelib.migrations import discover_migrations, latest_version
 
 
 def test_health_reports_ok_and_schema_version(client):
@@ -26,12 +26,15 @@ def test_health_is_503_when_schema_is_behind(client, pinned_db):
     error = response.json_body["error"]
     assert error["code"] == "service_unavailable"
     assert error["details"]["database"] == "behind"
-    assert error["details"]["schema_version"] == latest_version() - 1
+    assert error["details"]["schema_version"] == discover_migrations()[-2].version
+    assert error["details"]["expected_schema_version"] == latest_version()
     assert "run the migrate function" in error["message"]
 
 
 def test_health_is_503_naming_host_and_database_when_unreachable(client):
-    db.set_database(db.Database("postgresql://mdw:s3cret-pw@127.0.0.1:1/warehouse", connect_timeout=2))
+    db.set_database(
+        db.Database("postgresql://mdw:s3cret-pw@127.0.0.1:1/warehouse", connect_timeout=2)
+    )
 
     response = client.http.get("/health")
 

@@ -1,0 +1,84 @@
+"""The Lambda functions defined in app.py, invoked as Lambda would."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from chalice.test import Client
+
+from app import app
+from chalicelib import db
+from chalicelib.errors import MigrationError, ServiceUnavailable
+from chalicelib.health.service import ensure_schema_current, forget_schema_check
+from chalicelib.migrations import discover_migrations, latest_version
+
+
+@pytest.fixture
+def empty_db_settings(empty_database_url, set_env):
+    set_env(DATABASE_URL=empty_database_url)
+    db.set_database(None)
+    forget_schema_check()
+    yield empty_database_url
+    db.set_database(None)
+    forget_schema_check()
+
+
+def test_migrate_function_applies_and_summarises(empty_db_settings):
+    with Client(app) as client:
+        first = client.lambda_.invoke("migrate", {}).payload
+        second = client.lambda_.invoke("migrate", {}).payload
+
+    files = [m.filename for m in discover_migrations()]
+    assert first["applied"] == files
+    assert first["pending_before"] == files
+    assert first["schema_ok"] is True
+    assert first["duration_ms"] >= 0
+    assert second["applied"] == []
+    assert second["pending_before"] == []
+
+
+def test_migrate_function_dry_run(empty_db_settings):
+    with Client(app) as client:
+        result = client.lambda_.invoke("migrate", {"dry_run": True}).payload
+
+    assert result["dry_run"] is True
+    assert result["applied"] == []
+    assert result["pending_before"] == [m.filename for m in discover_migrations()]
+    assert result["schema_ok"] is False
+
+
+def test_migrate_function_fails_loudly_on_a_broken_history(empty_db_settings):
+    with psycopg.connect(empty_db_settings, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text, checksum text,"
+            " applied_at timestamptz, applied_by text, duration_ms int)"
+        )
+        conn.execute(
+            "INSERT INTO schema_migrations"
+            " VALUES (1, 'create_core_tables', 'tampered', now(), 'x', 1)"
+        )
+
+    with Client(app) as client, pytest.raises(MigrationError, match="changed after it was applied"):
+        client.lambda_.invoke("migrate", {})
+
+
+def test_startup_check_refuses_until_migrated_then_passes(empty_db_settings):
+    with pytest.raises(ServiceUnavailable, match="this code expects"):
+        ensure_schema_current()
+
+    with Client(app) as client:
+        client.lambda_.invoke("migrate", {})
+    ensure_schema_current()  # no longer raises: the failure was not remembered
+
+
+def test_startup_check_runs_once_per_container(empty_db_settings):
+    with Client(app) as client:
+        client.lambda_.invoke("migrate", {})
+    ensure_schema_current()
+    with psycopg.connect(empty_db_settings, autocommit=True) as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE version = %s", (latest_version(),))
+
+    ensure_schema_current()  # remembered: no second query, no error
+    forget_schema_check()
+    with pytest.raises(ServiceUnavailable):
+        ensure_schema_current()

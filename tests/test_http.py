@@ -1,0 +1,151 @@
+"""The one error body, pinned: every error the app renders has this shape."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import msgspec
+import pytest
+
+from chalicelib import errors
+from chalicelib.http import (
+    MAX_BODY_BYTES,
+    error_response,
+    json_view,
+    parse_body,
+    parse_id,
+    parse_query,
+)
+
+
+class NewThing(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    size: int = 1
+
+
+class ListQuery(msgspec.Struct, forbid_unknown_fields=True):
+    limit: int = 10
+    active_only: bool = False
+
+
+def body(response) -> dict:
+    return json.loads(response.body)
+
+
+@pytest.mark.parametrize(
+    ("error_class", "status", "code"),
+    [
+        (errors.BadRequest, 400, "bad_request"),
+        (errors.Unauthorized, 401, "unauthorized"),
+        (errors.Forbidden, 403, "forbidden"),
+        (errors.NotFound, 404, "not_found"),
+        (errors.Conflict, 409, "conflict"),
+        (errors.PayloadTooLarge, 413, "payload_too_large"),
+        (errors.Unprocessable, 422, "unprocessable"),
+        (errors.ServiceUnavailable, 503, "service_unavailable"),
+        (errors.DatabaseUnavailable, 503, "database_unavailable"),
+    ],
+)
+def test_each_error_renders_its_status_and_the_one_body(error_class, status, code):
+    response = error_response(error_class("what went wrong"))
+
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/json"
+    assert body(response) == {"error": {"code": code, "message": "what went wrong"}}
+
+
+def test_details_are_included_when_present():
+    response = error_response(errors.BadRequest("bad", details={"field": "name"}))
+
+    assert body(response) == {
+        "error": {"code": "bad_request", "message": "bad", "details": {"field": "name"}}
+    }
+
+
+def test_rate_limited_carries_retry_after():
+    response = error_response(errors.RateLimited("slow down", retry_after=17))
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "17"
+    assert body(response)["error"]["code"] == "rate_limited"
+
+
+def test_parse_body_returns_the_model():
+    assert parse_body(b'{"name": "x", "size": 3}', NewThing) == NewThing(name="x", size=3)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (None, "request body is required and must be a JSON object"),
+        (b"", "request body is required and must be a JSON object"),
+        (b"{not json", "request body is not valid JSON"),
+        (b'{"name": "x", "size": "3"}', "Expected `int`, got `str` - at `$.size`"),
+        (b'{"name": "x", "colour": "red"}', "Object contains unknown field `colour`"),
+        (b'{"size": 3}', "Object missing required field `name`"),
+        (b"[1, 2]", "Expected `object`, got `array`"),
+    ],
+)
+def test_parse_body_rejects_bad_input(raw, message):
+    with pytest.raises(errors.BadRequest) as caught:
+        parse_body(raw, NewThing)
+
+    assert caught.value.message == message
+
+
+def test_parse_body_rejects_huge_bodies():
+    with pytest.raises(errors.PayloadTooLarge):
+        parse_body(b'{"name": "' + b"x" * MAX_BODY_BYTES + b'"}', NewThing)
+
+
+def test_parse_query_converts_strings():
+    assert parse_query({"limit": "5", "active_only": "true"}, ListQuery) == ListQuery(5, True)
+    assert parse_query(None, ListQuery) == ListQuery()
+
+
+def test_parse_query_names_the_bad_parameter():
+    with pytest.raises(errors.BadRequest) as caught:
+        parse_query({"limit": "many"}, ListQuery)
+
+    assert caught.value.message == "invalid query parameter: Expected `int`, got `str` - at `limit`"
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1", "1.5", "１２", "1" * 19, "1 OR 1=1"])
+def test_parse_id_rejects_non_positive_integers(raw):
+    with pytest.raises(errors.BadRequest, match="id must be a positive integer"):
+        parse_id(raw)
+
+
+def test_parse_id_accepts_positive_integers():
+    assert parse_id("42") == 42
+
+
+def test_json_view_renders_app_errors():
+    @json_view
+    def view():
+        raise errors.NotFound("no such key")
+
+    response = view()
+
+    assert response.status_code == 404
+    assert body(response) == {"error": {"code": "not_found", "message": "no such key"}}
+
+
+def test_json_view_hides_unexpected_errors_and_logs_them(caplog):
+    @json_view
+    def view():
+        raise RuntimeError("password=hunter2 in a stack trace")
+
+    with caplog.at_level(logging.ERROR):
+        response = view()
+
+    assert response.status_code == 500
+    assert body(response) == {
+        "error": {
+            "code": "internal_error",
+            "message": "internal error; the request was not completed",
+        }
+    }
+    assert "hunter2" not in response.body
+    assert "RuntimeError" in caplog.text
