@@ -6,6 +6,7 @@ The names are part of the deployment contract (docs: README "Configuration").
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -19,7 +20,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -29,6 +32,8 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -60,6 +65,20 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
 
 
+_SCHEDULE = re.compile(r"cron\((\S+ ){5}\S+\)|rate\(\d+ (minutes?|hours?|days?)\)")
+
+
+def _schedule(env: Mapping[str, str], name: str, default: str) -> str:
+    """An EventBridge schedule expression, `cron(...)` (six fields, UTC) or `rate(...)`."""
+    raw = env.get(name, "").strip() or default
+    if not _SCHEDULE.fullmatch(raw):
+        raise ConfigError(
+            f"{name} must be an EventBridge schedule such as cron(15 0 * * ? *) or "
+            f"rate(1 day), got {raw!r}"
+        )
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str | None
@@ -85,6 +104,13 @@ class Settings:
     validation_max_jump_pct: float
     validation_volume_spike_factor: float
     validation_volume_window: int
+    backfill_stocks_schedule: str
+    backfill_crypto_schedule: str
+    backfill_worker_batch_size: int
+    backfill_max_receive_count: int
+    audit_archive_schedule: str
+    audit_archive_batch_rows: int
+    metrics_namespace: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -121,6 +147,21 @@ class Settings:
             validation_max_jump_pct=_float(env, "VALIDATION_MAX_JUMP_PCT", 25.0),
             validation_volume_spike_factor=_float(env, "VALIDATION_VOLUME_SPIKE_FACTOR", 10.0),
             validation_volume_window=_int(env, "VALIDATION_VOLUME_WINDOW", 20, minimum=1),
+            # Serverless operations (docs/DEPLOYMENT.md): EventBridge schedules in UTC, the
+            # worker's SQS batch, and receives before a message moves to the dead-letter queue.
+            backfill_stocks_schedule=_schedule(
+                env, "BACKFILL_STOCKS_SCHEDULE", "cron(30 22 ? * MON-FRI *)"
+            ),
+            backfill_crypto_schedule=_schedule(
+                env, "BACKFILL_CRYPTO_SCHEDULE", "cron(15 0 * * ? *)"
+            ),
+            backfill_worker_batch_size=_int(
+                env, "BACKFILL_WORKER_BATCH_SIZE", 5, minimum=1, maximum=10
+            ),
+            backfill_max_receive_count=_int(env, "BACKFILL_MAX_RECEIVE_COUNT", 5, minimum=1),
+            audit_archive_schedule=_schedule(env, "AUDIT_ARCHIVE_SCHEDULE", "cron(30 4 * * ? *)"),
+            audit_archive_batch_rows=_int(env, "AUDIT_ARCHIVE_BATCH_ROWS", 50_000, minimum=1),
+            metrics_namespace=env.get("METRICS_NAMESPACE", "").strip() or "mdw",
         )
 
 
