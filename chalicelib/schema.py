@@ -36,6 +36,7 @@ EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
         "last_used_at",
         "request_count",
         "usage_counted_through",
+        "previous_key_prefix",
     ),
     "api_key_audit": (
         "id",
@@ -109,6 +110,7 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "api_keys_previous_key_hash_key",
     "api_key_audit_key_id_id_idx",
     "api_key_audit_occurred_at_idx",
+    "api_key_audit_rate_window_idx",
     "tracked_symbols_pkey",
     "bars_pkey",
     "backfill_runs_symbol_timeframe_idx",
