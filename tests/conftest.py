@@ -105,6 +105,37 @@ def set_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     return apply
 
 
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region, so no test can reach a real AWS account."""
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def aws(fake_aws_credentials: None) -> Iterator[None]:
+    """AWS (SQS, S3, Secrets Manager, ...) answered in-process by moto."""
+    from moto import mock_aws
+
+    from chalicelib import secrets
+
+    secrets.clear_cache()
+    with mock_aws():
+        yield
+    secrets.clear_cache()
+
+
 @pytest.fixture
 def conn(database_url: str) -> Iterator[db.Connection]:
     """A connection inside a transaction that is rolled back after the test."""
