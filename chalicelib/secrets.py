@@ -1,5 +1,9 @@
 """Secrets Manager values, read once per container. boto3 is imported only when a secret is
-configured, so the API's cold start does not pay for it otherwise."""
+configured, so the API's cold start does not pay for it otherwise.
+
+Every error names the secret's ARN and never its value: these messages reach logs and the
+`migrate` function's output.
+"""
 
 from __future__ import annotations
 
@@ -9,31 +13,66 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
+from chalicelib.config import Settings
 from chalicelib.errors import ConfigError
+
+# A function in a VPC with no route to Secrets Manager would otherwise wait for botocore's
+# defaults (60 s a try, several tries) and time out with no message; fail in seconds instead.
+_CONNECT_TIMEOUT_SECONDS = 3
+_READ_TIMEOUT_SECONDS = 5
+_MAX_ATTEMPTS = 2
+
+# Keys under which a JSON secret may hold the Polygon key; a plain-text secret is the key.
+_POLYGON_KEY_FIELDS = ("api_key", "apiKey", "POLYGON_API_KEY")
 
 _cache: dict[str, str] = {}
 _lock = threading.Lock()
 
 
+def _secrets_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "secretsmanager",
+        config=Config(
+            connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=_READ_TIMEOUT_SECONDS,
+            retries={"max_attempts": _MAX_ATTEMPTS, "mode": "standard"},
+        ),
+    )
+
+
 def get_secret_string(arn: str) -> str:
+    """The secret's SecretString, fetched on first use and kept for the container's life."""
     with _lock:
         if arn in _cache:
             return _cache[arn]
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+    )
 
     try:
-        response: dict[str, Any] = boto3.client("secretsmanager").get_secret_value(SecretId=arn)
+        response: dict[str, Any] = _secrets_client().get_secret_value(SecretId=arn)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "error")
         raise ConfigError(f"cannot read secret {arn}: {code}") from None
+    except (EndpointConnectionError, NoRegionError, NoCredentialsError) as exc:
+        raise ConfigError(
+            f"cannot reach Secrets Manager to read secret {arn}: {type(exc).__name__}; a "
+            "function in a VPC needs a Secrets Manager VPC endpoint or a NAT gateway"
+        ) from None
     except BotoCoreError as exc:
         raise ConfigError(
-            f"cannot reach Secrets Manager for secret {arn}: {type(exc).__name__}"
+            f"cannot reach Secrets Manager to read secret {arn}: {type(exc).__name__}"
         ) from None
     value = response.get("SecretString")
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"secret {arn} has no SecretString")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"secret {arn} has no SecretString (binary secrets are not supported)")
     with _lock:
         _cache[arn] = value
     return value
@@ -51,14 +90,49 @@ def database_url_from_secret(arn: str) -> str:
     missing = [k for k in ("host", "username", "password") if not secret.get(k)]
     if missing:
         raise ConfigError(f"secret {arn} lacks {', '.join(missing)}")
+    port = secret.get("port") or 5432
+    if not str(port).isdigit():
+        raise ConfigError(f"secret {arn} has a port that is not a number")
     return make_conninfo(
         host=str(secret["host"]),
-        port=str(secret.get("port") or 5432),
+        port=str(port),
         user=str(secret["username"]),
         password=str(secret["password"]),
         dbname=str(secret.get("dbname") or "postgres"),
         sslmode=str(secret.get("sslmode") or "prefer"),
     )
+
+
+def polygon_api_key_from_secret(arn: str) -> str:
+    """The Polygon key from a plain-text secret, or from a JSON secret's `api_key` field."""
+    raw = get_secret_string(arn).strip()
+    if not raw.startswith("{"):
+        return raw
+    try:
+        secret = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigError(
+            f"secret {arn} looks like JSON but does not parse; store the Polygon key as plain "
+            'text or as {"api_key": "..."}'
+        ) from None
+    for field in _POLYGON_KEY_FIELDS:
+        value = secret.get(field) if isinstance(secret, dict) else None
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    raise ConfigError(
+        f"secret {arn} has no api_key field; store the Polygon key as plain text or as "
+        '{"api_key": "..."}'
+    )
+
+
+def resolve_polygon_api_key(settings: Settings) -> str | None:
+    """POLYGON_API_KEY when set, else the key in POLYGON_API_KEY_SECRET_ARN, else None (the
+    local simulator's case)."""
+    if settings.polygon_api_key:
+        return settings.polygon_api_key
+    if settings.polygon_api_key_secret_arn:
+        return polygon_api_key_from_secret(settings.polygon_api_key_secret_arn)
+    return None
 
 
 def clear_cache() -> None:
