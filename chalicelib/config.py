@@ -99,6 +99,7 @@ class Settings:
     audit_archive_bucket: str | None
     backfill_queue_name: str
     symbol_check_on_add: bool
+    cursor_secret: str
     backfill_depth_daily_days: int
     backfill_depth_intraday_days: int
     validation_max_jump_pct: float
@@ -138,6 +139,9 @@ class Settings:
             audit_archive_bucket=_optional(env, "AUDIT_ARCHIVE_BUCKET"),
             backfill_queue_name=env.get("BACKFILL_QUEUE_NAME", "").strip() or "mdw-backfill",
             symbol_check_on_add=_bool(env, "SYMBOL_CHECK_ON_ADD", True),
+            # Signs market data page cursors. They carry no secret data, so the default only
+            # makes a garbled cursor detectable; a per-deployment value also makes it unforgeable.
+            cursor_secret=env.get("CURSOR_SECRET", "").strip() or "mdw-cursor-v1",
             # A new symbol's first backfill reaches this far back: 1d/1w bars, then intraday.
             backfill_depth_daily_days=_int(env, "BACKFILL_DEPTH_DAILY_DAYS", 1826, minimum=1),
             backfill_depth_intraday_days=_int(env, "BACKFILL_DEPTH_INTRADAY_DAYS", 30, minimum=1),
