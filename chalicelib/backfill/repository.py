@@ -1,0 +1,310 @@
+"""All SQL the backfill runs: bar upserts, run history, per-(symbol, timeframe) state and the
+symbol's roll-up. Functions take a connection and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+from chalicelib.backfill.models import (
+    BackfillState,
+    BarExtent,
+    RecentBar,
+    TrackedSymbol,
+)
+from chalicelib.backfill.validation import FLAG_NAMES, SEVERE_MASK
+
+Connection = psycopg.Connection[Any]
+
+StagedBar = tuple[int, float, float, float, float, float, float | None, int | None, int]
+"""(t ms UTC, open, high, low, close, volume, vwap, trades, flag mask), as staged by COPY."""
+
+SYMBOL_COLUMNS = "symbol, asset_class, timeframes, active"
+
+SELECT_ACTIVE_SYMBOLS = f"""
+SELECT {SYMBOL_COLUMNS} FROM tracked_symbols WHERE active ORDER BY symbol
+"""
+
+SELECT_SYMBOLS = f"""
+SELECT {SYMBOL_COLUMNS} FROM tracked_symbols WHERE symbol = ANY(%(symbols)s) ORDER BY symbol
+"""
+
+STATE_COLUMNS = "symbol, timeframe, status, last_backfill, last_error, last_run_id"
+
+SELECT_STATE = f"""
+SELECT {STATE_COLUMNS} FROM backfill_state
+WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s
+"""
+
+SELECT_STATES = f"""
+SELECT {STATE_COLUMNS} FROM backfill_state WHERE symbol = ANY(%(symbols)s)
+ORDER BY symbol, timeframe
+"""
+
+# Two index probes on the primary key (min and max are answered from either end of it).
+SELECT_BAR_EXTENT = """
+SELECT min(time) AS oldest, max(time) AS newest FROM bars
+WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s
+"""
+
+SELECT_BARS_BEFORE = """
+SELECT close, volume, validated FROM bars
+WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s AND time < %(before)s
+ORDER BY time DESC
+LIMIT %(limit)s
+"""
+
+INSERT_RUN = """
+INSERT INTO backfill_runs (symbol, timeframe, status, started_at)
+VALUES (%(symbol)s, %(timeframe)s, 'in_progress', %(started_at)s)
+RETURNING id
+"""
+
+FINISH_RUN = """
+UPDATE backfill_runs
+SET status = %(status)s, finished_at = %(finished_at)s, range_start = %(range_start)s,
+    range_end = %(range_end)s, bars_written = %(bars_written)s,
+    provider_requests = %(provider_requests)s, error = %(error)s
+WHERE id = %(run_id)s
+"""
+
+# The previous error stays visible while a retry is running; only a success clears it.
+MARK_IN_PROGRESS = """
+INSERT INTO backfill_state (symbol, timeframe, status, last_run_id)
+VALUES (%(symbol)s, %(timeframe)s, 'in_progress', %(run_id)s)
+ON CONFLICT (symbol, timeframe) DO UPDATE
+SET status = 'in_progress', last_run_id = EXCLUDED.last_run_id, updated_at = now()
+"""
+
+MARK_COMPLETED = """
+INSERT INTO backfill_state (symbol, timeframe, status, last_backfill, last_run_id)
+VALUES (%(symbol)s, %(timeframe)s, 'completed', %(finished_at)s, %(run_id)s)
+ON CONFLICT (symbol, timeframe) DO UPDATE
+SET status = 'completed', last_backfill = EXCLUDED.last_backfill, last_error = NULL,
+    last_run_id = EXCLUDED.last_run_id, updated_at = now()
+"""
+
+MARK_FAILED = """
+INSERT INTO backfill_state (symbol, timeframe, status, last_error, last_run_id)
+VALUES (%(symbol)s, %(timeframe)s, 'failed', %(error)s, %(run_id)s)
+ON CONFLICT (symbol, timeframe) DO UPDATE
+SET status = 'failed', last_error = EXCLUDED.last_error, last_run_id = EXCLUDED.last_run_id,
+    updated_at = now()
+"""
+
+# The symbol's status over the timeframes it tracks now: in_progress if any is running, else
+# failed if any failed, else completed once every one has completed, else pending. Its
+# last_backfill is the stalest timeframe's (null until each has completed once); its
+# last_error is the newest failure, prefixed with the timeframe.
+ROLL_UP_SYMBOL = """
+UPDATE tracked_symbols AS ts
+SET backfill_status = rollup.status, last_backfill = rollup.last_backfill,
+    last_error = rollup.last_error, updated_at = now()
+FROM (
+    SELECT s.symbol,
+        CASE
+            WHEN bool_or(st.status = 'in_progress') THEN 'in_progress'
+            WHEN bool_or(st.status = 'failed') THEN 'failed'
+            WHEN count(*) FILTER (WHERE st.status = 'completed') = cardinality(s.timeframes)
+                THEN 'completed'
+            ELSE 'pending'
+        END AS status,
+        CASE
+            WHEN count(st.last_backfill) = cardinality(s.timeframes) THEN min(st.last_backfill)
+        END AS last_backfill,
+        (array_agg(st.timeframe || ': ' || st.last_error ORDER BY st.updated_at DESC)
+            FILTER (WHERE st.status = 'failed'))[1] AS last_error
+    FROM tracked_symbols AS s
+    LEFT JOIN backfill_state AS st ON st.symbol = s.symbol AND st.timeframe = ANY(s.timeframes)
+    WHERE s.symbol = %(symbol)s
+    GROUP BY s.symbol, s.timeframes
+) AS rollup
+WHERE ts.symbol = rollup.symbol
+"""
+
+# The staging table lives as long as the session and empties itself at each commit; it is also
+# truncated before each batch, for callers whose batches share one outer transaction. Staging
+# holds only what varies per bar: symbol and timeframe are constants of the upsert,
+# the time travels as integer milliseconds and the flags as a bit mask, which keeps the COPY
+# stream small and spares Python a datetime and a list per bar.
+CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS bars_staging (
+    t bigint NOT NULL,
+    open double precision NOT NULL,
+    high double precision NOT NULL,
+    low double precision NOT NULL,
+    close double precision NOT NULL,
+    volume double precision NOT NULL,
+    vwap double precision,
+    trades integer,
+    flag_mask integer NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+STAGING_TYPES = ["int8", "float8", "float8", "float8", "float8", "float8", "float8", "int4", "int4"]
+TRUNCATE_STAGING = "TRUNCATE bars_staging"
+COPY_STAGING = """
+COPY bars_staging (t, open, high, low, close, volume, vwap, trades, flag_mask)
+FROM STDIN (FORMAT BINARY)
+"""
+
+# One statement moves the staged bars in. OHLCV, vwap, trades, validated and flags are all
+# updated on conflict, and a row whose values did not change is left alone (no new tuple, no
+# WAL), so re-running a backfill over the same range writes nothing.
+UPSERT_STAGED_BARS = """
+INSERT INTO bars AS b (
+    symbol, timeframe, time, open, high, low, close, volume, vwap, trades, validated, flags
+)
+SELECT
+    %(symbol)s, %(timeframe)s,
+    timestamptz '1970-01-01 00:00:00+00' + s.t * interval '1 millisecond',
+    s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trades,
+    (s.flag_mask & %(severe_mask)s) = 0,
+    CASE WHEN s.flag_mask = 0 THEN '{}'::text[] ELSE ARRAY(
+        SELECT f.name
+        FROM unnest(%(flag_names)s::text[]) WITH ORDINALITY AS f(name, position)
+        WHERE s.flag_mask & (1 << (f.position::integer - 1)) <> 0
+        ORDER BY f.position
+    ) END
+FROM bars_staging AS s
+ON CONFLICT (symbol, timeframe, time) DO UPDATE
+SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    volume = EXCLUDED.volume, vwap = EXCLUDED.vwap, trades = EXCLUDED.trades,
+    validated = EXCLUDED.validated, flags = EXCLUDED.flags, updated_at = now()
+WHERE (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trades, b.validated, b.flags)
+    IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
+                      EXCLUDED.volume, EXCLUDED.vwap, EXCLUDED.trades, EXCLUDED.validated,
+                      EXCLUDED.flags)
+"""
+
+
+def list_active_symbols(conn: Connection) -> list[TrackedSymbol]:
+    with conn.cursor(row_factory=class_row(TrackedSymbol)) as cur:
+        return cur.execute(SELECT_ACTIVE_SYMBOLS).fetchall()
+
+
+def get_symbols(conn: Connection, symbols: Sequence[str]) -> list[TrackedSymbol]:
+    """The named symbols that are tracked (active or not), by symbol."""
+    with conn.cursor(row_factory=class_row(TrackedSymbol)) as cur:
+        return cur.execute(SELECT_SYMBOLS, {"symbols": list(symbols)}).fetchall()
+
+
+def get_state(conn: Connection, symbol: str, timeframe: str) -> BackfillState | None:
+    with conn.cursor(row_factory=class_row(BackfillState)) as cur:
+        return cur.execute(SELECT_STATE, {"symbol": symbol, "timeframe": timeframe}).fetchone()
+
+
+def list_states(conn: Connection, symbols: Sequence[str]) -> list[BackfillState]:
+    with conn.cursor(row_factory=class_row(BackfillState)) as cur:
+        return cur.execute(SELECT_STATES, {"symbols": list(symbols)}).fetchall()
+
+
+def get_bar_extent(conn: Connection, symbol: str, timeframe: str) -> BarExtent:
+    with conn.cursor(row_factory=class_row(BarExtent)) as cur:
+        row = cur.execute(SELECT_BAR_EXTENT, {"symbol": symbol, "timeframe": timeframe}).fetchone()
+    assert row is not None  # an aggregate always returns one row
+    return row
+
+
+def list_bars_before(
+    conn: Connection, symbol: str, timeframe: str, *, before: datetime, limit: int
+) -> list[RecentBar]:
+    """Up to `limit` stored bars that start before `before`, newest first."""
+    params = {"symbol": symbol, "timeframe": timeframe, "before": before, "limit": limit}
+    with conn.cursor(row_factory=class_row(RecentBar)) as cur:
+        return cur.execute(SELECT_BARS_BEFORE, params).fetchall()
+
+
+def insert_run(conn: Connection, *, symbol: str, timeframe: str, started_at: datetime) -> int:
+    params = {"symbol": symbol, "timeframe": timeframe, "started_at": started_at}
+    row = conn.execute(INSERT_RUN, params).fetchone()
+    assert row is not None
+    run_id: int = row[0]
+    return run_id
+
+
+def finish_run(
+    conn: Connection,
+    run_id: int,
+    *,
+    status: str,
+    finished_at: datetime,
+    range_start: date | None,
+    range_end: date | None,
+    bars_written: int,
+    provider_requests: int,
+    error: str | None,
+) -> None:
+    conn.execute(
+        FINISH_RUN,
+        {
+            "run_id": run_id,
+            "status": status,
+            "finished_at": finished_at,
+            "range_start": range_start,
+            "range_end": range_end,
+            "bars_written": bars_written,
+            "provider_requests": provider_requests,
+            "error": error,
+        },
+    )
+
+
+def mark_in_progress(conn: Connection, *, symbol: str, timeframe: str, run_id: int) -> None:
+    conn.execute(MARK_IN_PROGRESS, {"symbol": symbol, "timeframe": timeframe, "run_id": run_id})
+
+
+def mark_completed(
+    conn: Connection, *, symbol: str, timeframe: str, run_id: int, finished_at: datetime
+) -> None:
+    conn.execute(
+        MARK_COMPLETED,
+        {"symbol": symbol, "timeframe": timeframe, "run_id": run_id, "finished_at": finished_at},
+    )
+
+
+def mark_failed(
+    conn: Connection, *, symbol: str, timeframe: str, run_id: int, error: str
+) -> None:
+    conn.execute(
+        MARK_FAILED, {"symbol": symbol, "timeframe": timeframe, "run_id": run_id, "error": error}
+    )
+
+
+def roll_up_symbol_status(conn: Connection, symbol: str) -> None:
+    """Recompute tracked_symbols.backfill_status, last_backfill and last_error for `symbol`."""
+    conn.execute(ROLL_UP_SYMBOL, {"symbol": symbol})
+
+
+def upsert_bars(
+    conn: Connection, *, symbol: str, timeframe: str, bars: Iterable[StagedBar]
+) -> int:
+    """Stage `bars` with a binary COPY and merge them into `bars` in one statement.
+
+    Returns how many rows were inserted or changed (unchanged rows are skipped). The bars must
+    be unique by time. Run inside the caller's transaction: staging and merge commit or roll
+    back together with it.
+    """
+    with conn.transaction():
+        conn.execute(CREATE_STAGING)
+        conn.execute(TRUNCATE_STAGING)
+        with conn.cursor() as cur:
+            with cur.copy(COPY_STAGING) as copy:
+                copy.set_types(STAGING_TYPES)
+                write_row = copy.write_row
+                for bar in bars:
+                    write_row(bar)
+            cur.execute(
+                UPSERT_STAGED_BARS,
+                {
+                    "symbol": symbol,
+                    "timeframe": timeframe,
+                    "severe_mask": SEVERE_MASK,
+                    "flag_names": list(FLAG_NAMES),
+                },
+            )
+            written = cur.rowcount
+    return written

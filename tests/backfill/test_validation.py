@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from typing import NamedTuple
+
+import pytest
+
+from chalicelib.backfill.calendar import NEW_YORK
+from chalicelib.backfill.validation import (
+    FLAG_NAMES,
+    INFORMATIONAL_FLAGS,
+    SEVERE_FLAGS,
+    PriorBars,
+    Thresholds,
+    flag_names,
+    is_validated,
+    validate_bars,
+)
+from chalicelib.config import Settings
+
+
+class Bar(NamedTuple):
+    t: int
+    o: float
+    h: float
+    l: float  # noqa: E741
+    c: float
+    v: float
+
+
+MINUTE = 60_000
+DAY = 86_400_000
+# 2024-03-04 is a Monday; New York is on EST (UTC-5) until 2024-03-10.
+MONDAY_UTC = int(datetime(2024, 3, 4, tzinfo=UTC).timestamp() * 1000)
+MONDAY_NY = int(datetime(2024, 3, 4, tzinfo=NEW_YORK).timestamp() * 1000)
+THRESHOLDS = Thresholds(max_jump_pct=25.0, volume_spike_factor=10.0, volume_window=4)
+
+
+def minute_bars(count: int, *, start: int = MONDAY_UTC, price: float = 100.0) -> list[Bar]:
+    return [
+        Bar(start + i * MINUTE, price, price + 1, price - 1, price, 1000.0) for i in range(count)
+    ]
+
+
+def flags(bars: list[Bar], **options: object) -> list[list[str]]:
+    settings: dict[str, object] = {
+        "timeframe": "1m",
+        "asset_class": "stock",
+        "thresholds": THRESHOLDS,
+    }
+    settings.update(options)
+    return [flag_names(mask) for mask in validate_bars(bars, **settings)]  # type: ignore[arg-type]
+
+
+def test_clean_bars_have_no_flags():
+    assert flags(minute_bars(10)) == [[]] * 10
+
+
+def test_every_flag_is_either_severe_or_informational():
+    assert SEVERE_FLAGS | INFORMATIONAL_FLAGS == set(FLAG_NAMES)
+    assert not SEVERE_FLAGS & INFORMATIONAL_FLAGS
+    assert SEVERE_FLAGS == {
+        "ohlc_inconsistent",
+        "non_positive_price",
+        "negative_volume",
+        "misaligned_timestamp",
+    }
+
+
+@pytest.mark.parametrize(
+    ("o", "h", "l", "c"),
+    [
+        (100.0, 99.0, 98.0, 98.5),  # high below the open
+        (100.0, 101.0, 99.0, 102.0),  # high below the close
+        (100.0, 101.0, 100.5, 100.8),  # low above the open
+        (100.0, 101.0, 99.5, 99.0),  # low above the close
+        (100.0, 99.0, 101.0, 100.0),  # high below low
+    ],
+)
+def test_inconsistent_ohlc_is_severe(o, h, l, c):  # noqa: E741
+    bars = [Bar(MONDAY_UTC, o, h, l, c, 10.0)]
+
+    masks = validate_bars(bars, timeframe="1m", asset_class="stock", thresholds=THRESHOLDS)
+
+    assert flag_names(masks[0]) == ["ohlc_inconsistent"]
+    assert not is_validated(masks[0])
+
+
+@pytest.mark.parametrize("field", ["o", "h", "l", "c"])
+def test_zero_or_negative_price_is_severe(field):
+    bar = Bar(MONDAY_UTC, 1.0, 1.0, 1.0, 1.0, 10.0)._replace(**{field: 0.0})
+    low_bar = Bar(MONDAY_UTC, 1.0, 1.0, -1.0, 1.0, 10.0)
+
+    assert "non_positive_price" in flags([bar])[0]
+    assert "non_positive_price" in flags([low_bar])[0]
+
+
+def test_negative_volume_is_severe_and_zero_volume_is_fine():
+    bars = [
+        Bar(MONDAY_UTC, 1.0, 1.0, 1.0, 1.0, -5.0),
+        Bar(MONDAY_UTC + MINUTE, 1.0, 1.0, 1.0, 1.0, 0.0),
+    ]
+
+    masks = validate_bars(bars, timeframe="1m", asset_class="stock", thresholds=THRESHOLDS)
+
+    assert [flag_names(mask) for mask in masks] == [["negative_volume"], []]
+    assert [is_validated(mask) for mask in masks] == [False, True]
+
+
+def test_price_jump_beyond_the_threshold_is_informational():
+    bars = minute_bars(3)
+    bars[1] = bars[1]._replace(o=100.0, h=130.0, c=126.0)  # close 26% above the previous close
+    bars[2] = bars[2]._replace(o=125.0, h=126.0, l=124.0, c=125.0)  # 0.8% below bar 1's close
+
+    masks = validate_bars(bars, timeframe="1m", asset_class="stock", thresholds=THRESHOLDS)
+
+    assert [flag_names(mask) for mask in masks] == [[], ["price_jump"], []]
+    assert is_validated(masks[1])
+
+
+def test_a_gap_open_counts_as_a_jump_and_a_move_within_the_threshold_does_not():
+    bars = minute_bars(3)
+    bars[1] = bars[1]._replace(o=70.0, h=101.0, l=69.0, c=100.0)  # opens 30% down, recovers
+    bars[2] = bars[2]._replace(o=100.0, h=125.0, l=99.0, c=124.0)  # 24%: inside the threshold
+
+    assert flags(bars) == [[], ["price_jump"], []]
+
+
+def test_a_jump_on_a_split_day_is_not_flagged():
+    daily = [
+        Bar(MONDAY_NY, 400.0, 410.0, 390.0, 400.0, 1e6),
+        Bar(MONDAY_NY + DAY, 100.0, 103.0, 99.0, 101.0, 4e6),
+    ]
+
+    without_split = flags(daily, timeframe="1d")
+    with_split = flags(daily, timeframe="1d", split_days={date(2024, 3, 5)})
+
+    assert without_split == [[], ["price_jump"]]
+    assert with_split == [[], []]
+
+
+def test_the_previous_close_comes_from_the_stored_bars_before_the_range():
+    bars = minute_bars(1, price=150.0)
+
+    assert flags(bars, prior=PriorBars(previous_close=100.0)) == [["price_jump"]]
+    assert flags(bars, prior=PriorBars(previous_close=140.0)) == [[]]
+
+
+def test_a_severe_bar_is_not_the_reference_for_the_next_jump():
+    bars = minute_bars(3)
+    bars[1] = bars[1]._replace(o=1000.0, h=1.0, l=1000.0, c=1000.0)  # garbage: inconsistent
+
+    assert flags(bars) == [[], ["ohlc_inconsistent", "price_jump"], []]
+
+
+def test_volume_spike_against_the_trailing_median_is_informational():
+    volumes = [100.0, 120.0, 80.0, 100.0, 1500.0, 1000.0, 100.0]
+    bars = [bar._replace(v=volume) for bar, volume in zip(minute_bars(7), volumes, strict=True)]
+
+    masks = validate_bars(bars, timeframe="1m", asset_class="stock", thresholds=THRESHOLDS)
+
+    # Window of 4: median(100, 120, 80, 100) = 100, so 1500 spikes; then median(120, 80,
+    # 100, 1500) = 110 and 1000 is under 10 x 110.
+    assert [flag_names(mask) for mask in masks] == [[], [], [], [], ["volume_spike"], [], []]
+    assert is_validated(masks[4])
+
+
+def test_no_volume_spike_before_the_window_is_full_or_on_a_zero_median():
+    quiet = [bar._replace(v=0.0) for bar in minute_bars(5)]
+    quiet[4] = quiet[4]._replace(v=1e9)
+    early = minute_bars(3)
+    early[2] = early[2]._replace(v=1e9)
+
+    assert flags(quiet)[4] == []
+    assert flags(early)[2] == []
+
+
+def test_the_volume_window_continues_from_the_stored_bars():
+    bars = minute_bars(1)
+    bars[0] = bars[0]._replace(v=5000.0)
+
+    assert flags(bars, prior=PriorBars(volumes=(100.0, 100.0, 100.0, 100.0))) == [["volume_spike"]]
+    assert flags(bars, prior=PriorBars(volumes=(100.0, 100.0, 100.0))) == [[]]
+
+
+@pytest.mark.parametrize(
+    ("timeframe", "asset_class", "moment", "aligned"),
+    [
+        ("1m", "stock", datetime(2024, 3, 4, 14, 31, tzinfo=UTC), True),
+        ("1m", "stock", datetime(2024, 3, 4, 14, 31, 30, tzinfo=UTC), False),
+        ("5m", "crypto", datetime(2024, 3, 4, 0, 5, tzinfo=UTC), True),
+        ("15m", "crypto", datetime(2024, 3, 4, 0, 5, tzinfo=UTC), False),
+        # Stock session bars may start on the hour or on the 09:30 open's grid.
+        ("1h", "stock", datetime(2024, 3, 4, 15, 0, tzinfo=UTC), True),
+        ("1h", "stock", datetime(2024, 3, 4, 14, 30, tzinfo=UTC), True),
+        ("1h", "stock", datetime(2024, 7, 1, 13, 30, tzinfo=UTC), True),
+        ("1h", "crypto", datetime(2024, 3, 4, 14, 30, tzinfo=UTC), False),
+        ("4h", "stock", datetime(2024, 3, 4, 18, 30, tzinfo=UTC), True),
+        ("4h", "stock", datetime(2024, 7, 1, 17, 30, tzinfo=UTC), True),
+        ("4h", "stock", datetime(2024, 3, 4, 15, 30, tzinfo=UTC), False),
+        ("4h", "crypto", datetime(2024, 3, 4, 8, 0, tzinfo=UTC), True),
+        ("4h", "crypto", datetime(2024, 3, 4, 6, 0, tzinfo=UTC), False),
+        # Stock daily bars start at midnight New York, in winter and in summer.
+        ("1d", "stock", datetime(2024, 3, 4, tzinfo=NEW_YORK), True),
+        ("1d", "stock", datetime(2024, 7, 1, tzinfo=NEW_YORK), True),
+        ("1d", "stock", datetime(2024, 3, 4, tzinfo=UTC), False),
+        ("1d", "etf", datetime(2024, 3, 4, 9, 30, tzinfo=NEW_YORK), False),
+        ("1d", "crypto", datetime(2024, 3, 4, tzinfo=UTC), True),
+        ("1d", "crypto", datetime(2024, 3, 4, tzinfo=NEW_YORK), False),
+        ("1w", "stock", datetime(2024, 3, 3, tzinfo=NEW_YORK), True),  # a Sunday
+        ("1w", "stock", datetime(2024, 3, 4, tzinfo=NEW_YORK), False),  # a Monday
+        ("1w", "crypto", datetime(2024, 3, 3, tzinfo=UTC), True),
+        ("1w", "crypto", datetime(2024, 3, 3, tzinfo=NEW_YORK), False),
+    ],
+)
+def test_misaligned_timestamps_are_severe(timeframe, asset_class, moment, aligned):
+    bar = Bar(int(moment.timestamp() * 1000), 10.0, 11.0, 9.0, 10.5, 100.0)
+
+    masks = validate_bars(
+        [bar], timeframe=timeframe, asset_class=asset_class, thresholds=THRESHOLDS
+    )
+
+    assert flag_names(masks[0]) == ([] if aligned else ["misaligned_timestamp"])
+    assert is_validated(masks[0]) is aligned
+
+
+def test_unknown_timeframe_is_refused():
+    with pytest.raises(ValueError, match="unknown timeframe '2m'"):
+        validate_bars([], timeframe="2m", asset_class="stock", thresholds=THRESHOLDS)
+
+
+def test_thresholds_come_from_settings():
+    settings = Settings.from_env(
+        {
+            "VALIDATION_MAX_JUMP_PCT": "12.5",
+            "VALIDATION_VOLUME_SPIKE_FACTOR": "4",
+            "VALIDATION_VOLUME_WINDOW": "30",
+        }
+    )
+
+    assert Thresholds.from_settings(settings) == Thresholds(12.5, 4.0, 30)
+
+
+def test_a_million_minute_bars_validate_in_seconds():
+    bars = minute_bars(1_000_000)
+
+    started = time.perf_counter()
+    masks = validate_bars(
+        bars, timeframe="1m", asset_class="crypto", thresholds=Thresholds(volume_window=20)
+    )
+    elapsed = time.perf_counter() - started
+
+    assert masks.count(0) == 1_000_000
+    assert elapsed < 5.0
