@@ -101,6 +101,17 @@ EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
         "last_run_id",
         "updated_at",
     ),
+    "backfill_plan_messages": (
+        "kind",
+        "target",
+        "timeframe",
+        "window_date",
+        "planned_at",
+        "sent_at",
+        "completed_at",
+        "attempts",
+        "last_error",
+    ),
 }
 
 EXPECTED_INDEXES: tuple[str, ...] = (
@@ -115,6 +126,8 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "bars_pkey",
     "backfill_runs_symbol_timeframe_idx",
     "backfill_state_pkey",
+    "backfill_plan_messages_pkey",
+    "backfill_plan_messages_planned_at_idx",
 )
 
 SELECT_COLUMNS = """
