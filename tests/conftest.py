@@ -34,6 +34,7 @@ DATA_TABLES = (
     "bars",
     "backfill_runs",
     "backfill_state",
+    "backfill_plan_messages",
 )
 
 
