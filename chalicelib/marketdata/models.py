@@ -6,6 +6,7 @@ the read endpoints validate with it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Literal, NamedTuple
 
@@ -44,10 +45,13 @@ TIMEFRAME_SECONDS: dict[str, int] = {
 }
 """Nominal length of one bar of each timeframe."""
 
-DEFAULT_TIMEFRAMES: tuple[str, ...] = ("1d",)
-
 # The same names as a type, so request models reject an unknown timeframe while decoding.
 Timeframe = Literal["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"]
+
+DEFAULT_TIMEFRAMES: tuple[Timeframe, ...] = ("1d",)
+
+# Aware UTC datetimes; the annotation makes the API document say `format: date-time`.
+UtcDateTime = Annotated[datetime, Meta(tz=True)]
 
 DEFAULT_PAGE_LIMIT = 5000
 MAX_PAGE_LIMIT = 50_000
@@ -58,7 +62,7 @@ MAX_MINUTE_PAGE_LIMIT = 100_000
 class Bar(msgspec.Struct, frozen=True):
     """One OHLCV bar as stored and as served; `time` is the start of its window, UTC."""
 
-    time: datetime
+    time: UtcDateTime
     open: float
     high: float
     low: float
@@ -73,12 +77,31 @@ class Bar(msgspec.Struct, frozen=True):
 class HistoricalQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Query string of `GET /api/v1/historical/{symbol}`; dates are UTC days, both inclusive."""
 
-    timeframe: Timeframe = "1d"
-    start: date | None = None
-    end: date | None = None
-    validated_only: bool = True
-    limit: Annotated[int, Meta(ge=1, le=MAX_MINUTE_PAGE_LIMIT)] = DEFAULT_PAGE_LIMIT
-    cursor: Annotated[str, Meta(min_length=1, max_length=512)] | None = None
+    timeframe: Annotated[Timeframe, Meta(description="Bar size.")] = "1d"
+    start: Annotated[
+        date | None,
+        Meta(description="First UTC day (YYYY-MM-DD), inclusive; default: the first bar."),
+    ] = None
+    end: Annotated[
+        date | None,
+        Meta(description="Last UTC day (YYYY-MM-DD), inclusive; default: the last bar."),
+    ] = None
+    validated_only: Annotated[
+        bool, Meta(description="Only bars that passed validation (no severe flag).")
+    ] = True
+    limit: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=MAX_MINUTE_PAGE_LIMIT,
+            description=f"Bars per page, at most {MAX_PAGE_LIMIT:,} ({MAX_MINUTE_PAGE_LIMIT:,} "
+            "for `1m`). A page is also cut short to stay under 6 MB; follow next_cursor.",
+        ),
+    ] = DEFAULT_PAGE_LIMIT
+    cursor: Annotated[
+        str | None,
+        Meta(description="next_cursor from the previous page, with the same other parameters."),
+    ] = None
 
 
 class HistoricalPage(msgspec.Struct, frozen=True):
@@ -91,3 +114,92 @@ class HistoricalPage(msgspec.Struct, frozen=True):
     count: int
     bars: list[Bar]
     next_cursor: str | None
+
+
+class SymbolSummary(msgspec.Struct, frozen=True):
+    """An active symbol as readers see it: what is tracked and which bars exist."""
+
+    symbol: str
+    asset_class: str
+    timeframes: list[str]
+    first_bar: UtcDateTime | None
+    last_bar: UtcDateTime | None
+
+
+class SymbolSummaryList(msgspec.Struct, frozen=True):
+    symbols: list[SymbolSummary]
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRange:
+    """An active symbol with the first and last bar over its tracked timeframes."""
+
+    symbol: str
+    asset_class: str
+    timeframes: list[str]
+    first_bar: datetime | None
+    last_bar: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StalestSymbol:
+    symbol: str
+    backfill_status: str
+    last_backfill: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRunRow:
+    """A `backfill_runs` row."""
+
+    id: int
+    symbol: str
+    timeframe: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    bars_written: int
+    provider_requests: int
+    error: str | None
+
+
+class StalestSymbolOut(msgspec.Struct, frozen=True):
+    """The active symbol whose last successful backfill is oldest (never backfilled first)."""
+
+    symbol: str
+    backfill_status: str
+    last_backfill: UtcDateTime | None
+
+
+class BackfillRunOut(msgspec.Struct, frozen=True):
+    """The most recent backfill run of any symbol and timeframe."""
+
+    id: int
+    symbol: str
+    timeframe: str
+    status: str
+    started_at: UtcDateTime
+    finished_at: UtcDateTime | None
+    bars_written: int
+    provider_requests: int
+    error: str | None
+
+
+class SymbolCounts(msgspec.Struct, frozen=True):
+    """Active symbols by their roll-up backfill status, and timeframes by their own status."""
+
+    total: int
+    by_backfill_status: dict[str, int]
+    timeframes_by_backfill_status: dict[str, int]
+
+
+class PipelineStatus(msgspec.Struct, frozen=True):
+    """`GET /api/v1/status`: how current and how clean the warehouse is."""
+
+    symbols: SymbolCounts
+    stalest_symbol: StalestSymbolOut | None
+    last_run: BackfillRunOut | None
+    bars: int
+    validated_bars: int
+    validation_rate: float | None

@@ -8,9 +8,15 @@ the backfill all go through it, so one symbol can never be stored under two spel
 from __future__ import annotations
 
 import re
-from typing import Literal
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
 
 from chalicelib.errors import BadRequest
+from chalicelib.marketdata.models import DEFAULT_TIMEFRAMES, TIMEFRAMES, Timeframe, UtcDateTime
 
 ASSET_CLASSES = ("stock", "etf", "crypto")
 AssetClass = Literal["stock", "etf", "crypto"]
@@ -121,3 +127,134 @@ def _crypto_base(text: str) -> tuple[str, bool]:
     if text.endswith(suffix) and len(text) > len(suffix):
         return text.removesuffix(suffix), True
     return text, False
+
+
+# --- Requests -------------------------------------------------------------------------------
+
+TimeframeList = Annotated[
+    list[Timeframe],
+    Meta(
+        min_length=1,
+        max_length=len(TIMEFRAMES),
+        description=f"Bar sizes to keep, any of {', '.join(TIMEFRAMES)}.",
+    ),
+]
+SymbolText = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=_MAX_RAW_LENGTH,
+        description="Ticker: `AAPL`, `BRK.B`; crypto as `BTC`, `BTC-USD` or `X:BTCUSD`.",
+    ),
+]
+
+
+class AddSymbolRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Start tracking a symbol; its first backfill fetches each timeframe's default depth."""
+
+    symbol: SymbolText
+    asset_class: AssetClass
+    timeframes: TimeframeList = msgspec.field(default_factory=lambda: list(DEFAULT_TIMEFRAMES))
+
+
+class UpdateSymbolRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Change a tracked symbol; fields left out keep their value. `active: true` reactivates."""
+
+    active: bool | None = None
+    asset_class: AssetClass | None = None
+    timeframes: TimeframeList | None = None
+
+
+class SymbolListQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Filters for the admin symbol list; both optional."""
+
+    active: Annotated[bool | None, Meta(description="Only active (or inactive) symbols.")] = None
+    asset_class: Annotated[AssetClass | None, Meta(description="Only this asset class.")] = None
+
+
+# --- Rows and responses -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedSymbol:
+    """A `tracked_symbols` row."""
+
+    symbol: str
+    asset_class: str
+    timeframes: list[str]
+    active: bool
+    backfill_status: str
+    last_backfill: datetime | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TimeframeCounts:
+    """Stored bars of one (symbol, timeframe): how many, how many validated, first and last."""
+
+    timeframe: str
+    record_count: int
+    validated_count: int
+    first: datetime | None
+    last: datetime | None
+
+
+class DateRange(msgspec.Struct, frozen=True):
+    """Start times of the first and last stored bar (UTC), or null when there are none."""
+
+    first: UtcDateTime | None
+    last: UtcDateTime | None
+
+
+class TimeframeStats(msgspec.Struct, frozen=True):
+    """Quality of one timeframe's stored bars.
+
+    `validation_rate` is validated / all (null with no bars); `gaps_detected` counts expected
+    daily sessions inside the stored range with no `1d` bar, so it is null for other timeframes.
+    """
+
+    record_count: int
+    date_range: DateRange
+    validation_rate: float | None
+    gaps_detected: int | None
+
+
+class SymbolOut(msgspec.Struct, frozen=True):
+    """A tracked symbol as the admin endpoints show it."""
+
+    symbol: str
+    asset_class: str
+    timeframes: list[str]
+    active: bool
+    backfill_status: str
+    last_backfill: UtcDateTime | None
+    last_error: str | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+    @classmethod
+    def from_row(cls, row: TrackedSymbol) -> SymbolOut:
+        return cls(
+            symbol=row.symbol,
+            asset_class=row.asset_class,
+            timeframes=row.timeframes,
+            active=row.active,
+            backfill_status=row.backfill_status,
+            last_backfill=row.last_backfill,
+            last_error=row.last_error,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+class SymbolDetail(SymbolOut, frozen=True):
+    """A tracked symbol with statistics per timeframe (tracked or holding bars)."""
+
+    stats: dict[str, TimeframeStats] = msgspec.field(default_factory=dict)
+
+
+class SymbolList(msgspec.Struct, frozen=True):
+    symbols: list[SymbolOut]
+    count: int

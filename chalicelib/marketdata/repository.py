@@ -1,0 +1,140 @@
+"""All read SQL on bars, tracked symbols, backfill runs and backfill state for the market data
+endpoints. Functions take a connection and never commit; writes belong to the backfill."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import args_row, class_row
+
+from chalicelib.marketdata.models import BackfillRunRow, Bar, StalestSymbol, SymbolRange
+
+Connection = psycopg.Connection[Any]
+
+# Both bounds are always concrete (the caller passes far-past/far-future instants for an open
+# end), so the plan is one range scan of the primary key, in its order, with no sort.
+SELECT_BARS_PAGE = """
+SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
+FROM bars
+WHERE symbol = %(symbol)s
+  AND timeframe = %(timeframe)s
+  AND time >= %(start_at)s
+  AND time > %(after)s
+  AND time < %(end_before)s
+  AND (validated OR NOT %(validated_only)s)
+ORDER BY time
+LIMIT %(limit)s
+"""
+
+# First and last bar over the symbol's tracked timeframes: two index probes per timeframe.
+SELECT_ACTIVE_SYMBOL_RANGES = """
+SELECT s.symbol, s.asset_class, s.timeframes, r.first_bar, r.last_bar
+FROM tracked_symbols AS s
+LEFT JOIN LATERAL (
+    SELECT min(f.time) AS first_bar, max(l.time) AS last_bar
+    FROM unnest(s.timeframes) AS tf(name)
+    LEFT JOIN LATERAL (
+        SELECT b.time FROM bars AS b
+        WHERE b.symbol = s.symbol AND b.timeframe = tf.name
+        ORDER BY b.time LIMIT 1
+    ) AS f ON true
+    LEFT JOIN LATERAL (
+        SELECT b.time FROM bars AS b
+        WHERE b.symbol = s.symbol AND b.timeframe = tf.name
+        ORDER BY b.time DESC LIMIT 1
+    ) AS l ON true
+) AS r ON true
+WHERE s.active
+ORDER BY s.symbol
+"""
+
+COUNT_ACTIVE_SYMBOLS_BY_STATUS = """
+SELECT backfill_status, count(*) FROM tracked_symbols WHERE active GROUP BY backfill_status
+"""
+
+COUNT_ACTIVE_TIMEFRAMES_BY_STATUS = """
+SELECT st.status, count(*)
+FROM backfill_state AS st
+JOIN tracked_symbols AS s ON s.symbol = st.symbol
+WHERE s.active AND st.timeframe = ANY(s.timeframes)
+GROUP BY st.status
+"""
+
+# Never backfilled sorts first: it is the stalest of all.
+SELECT_STALEST_SYMBOL = """
+SELECT symbol, backfill_status, last_backfill
+FROM tracked_symbols
+WHERE active
+ORDER BY last_backfill ASC NULLS FIRST, symbol
+LIMIT 1
+"""
+
+SELECT_LAST_RUN = """
+SELECT id, symbol, timeframe, status, started_at, finished_at, bars_written,
+       provider_requests, error
+FROM backfill_runs
+ORDER BY id DESC
+LIMIT 1
+"""
+
+COUNT_BARS = "SELECT count(*), count(*) FILTER (WHERE validated) FROM bars"
+
+
+def get_bars_page(
+    conn: Connection,
+    *,
+    symbol: str,
+    timeframe: str,
+    start_at: datetime,
+    end_before: datetime,
+    after: datetime,
+    validated_only: bool,
+    limit: int,
+) -> list[Bar]:
+    """Up to `limit` bars in time order with `start_at <= time < end_before` and `time > after`."""
+    params = {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "start_at": start_at,
+        "end_before": end_before,
+        "after": after,
+        "validated_only": validated_only,
+        "limit": limit,
+    }
+    # Positional construction: the hot path of the largest responses.
+    with conn.cursor(row_factory=args_row(Bar)) as cur:
+        return cur.execute(SELECT_BARS_PAGE, params).fetchall()
+
+
+def list_active_symbol_ranges(conn: Connection) -> list[SymbolRange]:
+    with conn.cursor(row_factory=class_row(SymbolRange)) as cur:
+        return cur.execute(SELECT_ACTIVE_SYMBOL_RANGES).fetchall()
+
+
+def count_active_symbols_by_status(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(COUNT_ACTIVE_SYMBOLS_BY_STATUS).fetchall()
+    return {status: count for status, count in rows}
+
+
+def count_active_timeframes_by_status(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(COUNT_ACTIVE_TIMEFRAMES_BY_STATUS).fetchall()
+    return {status: count for status, count in rows}
+
+
+def get_stalest_symbol(conn: Connection) -> StalestSymbol | None:
+    with conn.cursor(row_factory=class_row(StalestSymbol)) as cur:
+        return cur.execute(SELECT_STALEST_SYMBOL).fetchone()
+
+
+def get_last_run(conn: Connection) -> BackfillRunRow | None:
+    with conn.cursor(row_factory=class_row(BackfillRunRow)) as cur:
+        return cur.execute(SELECT_LAST_RUN).fetchone()
+
+
+def count_bars(conn: Connection) -> tuple[int, int]:
+    """(all bars, validated bars)."""
+    row = conn.execute(COUNT_BARS).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])

@@ -1,0 +1,79 @@
+"""Read endpoints (`read` scope): /api/v1/symbols, /api/v1/historical/{symbol}, /api/v1/status."""
+
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib import db
+from chalicelib.http import JSON_HEADERS, json_response, json_view, parse_query
+from chalicelib.keys.authorizer import api_key_authorizer
+from chalicelib.marketdata import service
+from chalicelib.marketdata.models import (
+    HistoricalPage,
+    HistoricalQuery,
+    PipelineStatus,
+    SymbolSummaryList,
+)
+from chalicelib.openapi import operation
+
+bp = Blueprint(__name__)
+
+TAG = "Market data"
+
+
+@bp.route("/api/v1/symbols", methods=["GET"], authorizer=api_key_authorizer)
+@operation(
+    "GET",
+    "/api/v1/symbols",
+    summary="Active symbols with their timeframes and first/last bar",
+    scope="read",
+    tag=TAG,
+    response=SymbolSummaryList,
+)
+@json_view
+def list_symbols() -> Response:
+    with db.connection() as conn, conn.transaction():
+        symbols = service.list_active_symbols(conn)
+    return json_response(symbols)
+
+
+@bp.route("/api/v1/historical/{symbol}", methods=["GET"], authorizer=api_key_authorizer)
+@operation(
+    "GET",
+    "/api/v1/historical/{symbol}",
+    summary="Bars of one symbol and timeframe, oldest first, a page at a time",
+    description="Dates are UTC days, both inclusive. A page holds at most `limit` bars and "
+    "never more than fits in 6 MB; while `next_cursor` is not null, ask again with "
+    "`cursor=<next_cursor>` and the same other parameters. Bars added while paging never "
+    "shift a page.",
+    scope="read",
+    tag=TAG,
+    query=HistoricalQuery,
+    response=HistoricalPage,
+    errors=(400, 404),
+    path_parameters={"symbol": "Any accepted spelling: `AAPL`, `btc`, `BTC-USD`, `X:BTCUSD`."},
+)
+@json_view
+def historical(symbol: str) -> Response:
+    query = parse_query(bp.current_request.query_params, HistoricalQuery)
+    # One snapshot for the page: the extra row that decides next_cursor sees the same data.
+    with db.connection() as conn, conn.transaction():
+        body = service.historical_page(conn, symbol, query)
+    return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
+
+
+@bp.route("/api/v1/status", methods=["GET"], authorizer=api_key_authorizer)
+@operation(
+    "GET",
+    "/api/v1/status",
+    summary="Pipeline status: symbols by backfill status, stalest symbol, last run, "
+    "validation rate",
+    scope="read",
+    tag=TAG,
+    response=PipelineStatus,
+)
+@json_view
+def status() -> Response:
+    with db.connection() as conn, conn.transaction():
+        report = service.pipeline_status(conn)
+    return json_response(report)

@@ -1,0 +1,330 @@
+"""The OpenAPI 3.1 document, built from the operations each route module declares.
+
+A route module declares every route it serves next to the route itself, with `@operation(...)`
+on the view (or `declare(...)` in a block at the end of the module): method, path, summary,
+scope, and the msgspec models that parse its query and body and shape its response. The same
+models validate requests, so the document cannot drift from what the code accepts.
+`build_document` collects the declarations of the routes an app serves; a test walks
+`app.routes` and fails for any route without one.
+
+Importing this module is cheap: schemas are generated only when the document is built.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import msgspec
+from chalice import Blueprint, Response
+
+from chalicelib.http import json_view
+
+Scope = Literal["public", "read", "admin"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+API_TITLE = "mdw: Market Data Warehouse API"
+API_VERSION = "1.0.0"
+API_DESCRIPTION = (
+    "Validated OHLCV bars for US stocks, ETFs and crypto, backfilled from Polygon.io. "
+    "Authenticate with `Authorization: Bearer <key>`; `read` keys reach market data, the "
+    "symbol list and the status, `admin` keys reach everything. Every error has the body "
+    '`{"error": {"code", "message", "details"?}}`.'
+)
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed JSON, an invalid parameter or an invalid cursor.",
+    401: "Missing, malformed, unknown or revoked API key.",
+    403: "The key's scopes do not reach this route, or its IP allow-list refuses the caller.",
+    404: "No such resource.",
+    409: "The resource already exists.",
+    413: "The request body is too large.",
+    422: "Well-formed but refused (for example a ticker the provider does not know).",
+    429: "Rate limit exceeded; retry after the `Retry-After` header's seconds.",
+    503: "The database or the data provider is unavailable, or the schema is being migrated.",
+}
+
+_PATH_PARAMETER = re.compile(r"{([^}]+)}")
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    """What went wrong: a stable machine-readable `code` and a message for people."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(msgspec.Struct):
+    """The one error body every route answers with."""
+
+    error: ErrorDetail
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One route as the API document describes it.
+
+    `query`, `body` and `response` are msgspec types (usually Structs), or for `response` a
+    ready JSON schema dict. `errors` lists the statuses the route itself can answer with;
+    401/403 are added for protected routes and 503 for every route that uses the database.
+    """
+
+    method: str
+    path: str
+    summary: str
+    scope: Scope
+    tag: str
+    description: str = ""
+    query: Any = None
+    body: Any = None
+    response: Any = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    path_parameters: Mapping[str, str] = field(default_factory=dict)
+    uses_database: bool = True
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.method.upper(), self.path)
+
+
+_registry: dict[tuple[str, str], Operation] = {}
+
+
+def declare(*operations: Operation) -> None:
+    """Record operations; declaring the same method and path twice is a programming error."""
+    for op in operations:
+        existing = _registry.get(op.key)
+        if existing is not None and existing != op:
+            raise ValueError(f"{op.method} {op.path} is declared twice")
+        _registry[op.key] = op
+
+
+def operation(method: str, path: str, **details: Any) -> Callable[[F], F]:
+    """Decorator form of `declare`, placed right under the view's `@bp.route(...)`."""
+
+    def record(view: F) -> F:
+        declare(Operation(method=method, path=path, **details))
+        return view
+
+    return record
+
+
+def declared_operations() -> dict[tuple[str, str], Operation]:
+    return dict(_registry)
+
+
+def served_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(METHOD, path) for every route in a Chalice app's `app.routes`."""
+    return sorted((method.upper(), path) for path, methods in routes.items() for method in methods)
+
+
+def undeclared_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Routes the app serves that no module declared: each one a gap in the document."""
+    return [key for key in served_routes(routes) if key not in _registry]
+
+
+def build_document(
+    routes: Mapping[str, Mapping[str, Any]], *, server_url: str | None = None
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for the routes an app serves, in path order."""
+    operations = [_registry[key] for key in served_routes(routes) if key in _registry]
+    schema_types, index = _collect_types(operations)
+    refs, components = msgspec.json.schema_components(
+        schema_types, ref_template="#/components/schemas/{name}"
+    )
+    resolved = dict(zip(index, refs, strict=True))
+
+    paths: dict[str, dict[str, Any]] = {}
+    for number, op in enumerate(operations):
+        schemas = {role: ref for (n, role), ref in resolved.items() if n == number}
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation_object(
+            op, schemas, components
+        )
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": API_TITLE, "version": API_VERSION, "description": API_DESCRIPTION},
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": dict(sorted(components.items())),
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "mdw_<base62><checksum>",
+                    "description": "An API key from `POST /api/v1/admin/api-keys` or "
+                    "`mdw keys create`.",
+                }
+            },
+        },
+        "tags": [{"name": tag} for tag in sorted({op.tag for op in operations})],
+    }
+    if server_url:
+        document["servers"] = [{"url": server_url}]
+    return document
+
+
+def _collect_types(operations: Iterable[Operation]) -> tuple[list[Any], list[tuple[int, str]]]:
+    """Every msgspec type the operations mention, with (operation number, role) keys."""
+    types: list[Any] = [ErrorBody]
+    index: list[tuple[int, str]] = [(-1, "error")]
+    for number, op in enumerate(operations):
+        for role in ("query", "body", "response"):
+            value = getattr(op, role)
+            if value is not None and not isinstance(value, dict):
+                types.append(value)
+                index.append((number, role))
+    return types, index
+
+
+def _operation_object(
+    op: Operation, schemas: dict[str, dict[str, Any]], components: dict[str, Any]
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "operationId": _operation_id(op),
+        "summary": op.summary,
+        "tags": [op.tag],
+    }
+    description = op.description
+    if op.scope != "public":
+        description = f"{description}\n\nScope: `{op.scope}`.".strip()
+        result["security"] = [{"apiKey": []}]
+    else:
+        result["security"] = []
+    if description:
+        result["description"] = description
+
+    parameters = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": op.path_parameters.get(name, ""),
+            "schema": {"type": "string"},
+        }
+        for name in _PATH_PARAMETER.findall(op.path)
+    ]
+    if "query" in schemas:
+        parameters.extend(_query_parameters(schemas["query"], components))
+    if parameters:
+        result["parameters"] = parameters
+    if "body" in schemas:
+        result["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schemas["body"]}},
+        }
+
+    response_schema = schemas.get(
+        "response", op.response if isinstance(op.response, dict) else None
+    )
+    success: dict[str, Any] = {"description": "Success."}
+    if response_schema is not None:
+        success["content"] = {"application/json": {"schema": response_schema}}
+    responses: dict[str, Any] = {str(op.status): success}
+    for status in _error_statuses(op):
+        error: dict[str, Any] = {
+            "description": ERROR_DESCRIPTIONS.get(status, "Error."),
+            "content": {"application/json": {"schema": schemas_ref("ErrorBody")}},
+        }
+        if status == 429:
+            error["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds to wait before retrying.",
+                    "schema": {"type": "integer"},
+                }
+            }
+        responses[str(status)] = error
+    result["responses"] = responses
+    return result
+
+
+def schemas_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _operation_id(op: Operation) -> str:
+    words = [
+        part.strip("{}").replace("-", "_").replace(".", "_")
+        for part in op.path.split("/")
+        if part and part not in ("api", "v1")
+    ]
+    return "_".join([op.method.lower(), *words])
+
+
+def _error_statuses(op: Operation) -> list[int]:
+    statuses = set(op.errors)
+    if op.scope != "public":
+        statuses.update((401, 403))
+    if op.uses_database:
+        statuses.add(503)
+    return sorted(statuses)
+
+
+def _query_parameters(
+    reference: dict[str, Any], components: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A query model's fields as OpenAPI parameters (the model itself is never a body)."""
+    name = reference["$ref"].rsplit("/", 1)[-1]
+    model = components[name]
+    required = set(model.get("required", ()))
+    parameters = []
+    for field_name, schema in model.get("properties", {}).items():
+        schema = dict(schema)
+        description = schema.pop("description", "")
+        parameter: dict[str, Any] = {
+            "name": field_name,
+            "in": "query",
+            "required": field_name in required,
+            "schema": schema,
+        }
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+# --- GET /openapi.json ------------------------------------------------------------------------
+
+bp = Blueprint(__name__)
+DOCUMENT_PATH = "/openapi.json"
+
+_document_lock = threading.Lock()
+_document_body: str | None = None
+
+
+def document_json(routes: Mapping[str, Mapping[str, Any]]) -> str:
+    """The document as JSON text, built once per container (the routes cannot change)."""
+    global _document_body
+    with _document_lock:
+        if _document_body is None:
+            _document_body = msgspec.json.encode(build_document(routes)).decode()
+        return _document_body
+
+
+@bp.route(DOCUMENT_PATH, methods=["GET"])
+@json_view
+def openapi_document() -> Response:
+    return Response(
+        body=document_json(bp.current_app.routes),
+        status_code=200,
+        headers={"Content-Type": "application/json"},
+    )
+
+
+declare(
+    Operation(
+        method="GET",
+        path=DOCUMENT_PATH,
+        summary="This API's OpenAPI 3.1 document",
+        description="Generated from the models that validate requests; public.",
+        scope="public",
+        tag="Meta",
+        response={"type": "object", "description": "An OpenAPI 3.1 document."},
+        uses_database=False,
+    )
+)

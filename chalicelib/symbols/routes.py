@@ -1,0 +1,184 @@
+"""Admin endpoints for tracked symbols: /api/v1/admin/symbols[/{symbol}[/backfill]]."""
+
+from __future__ import annotations
+
+import msgspec
+from chalice import Blueprint, Response
+
+from chalicelib import db
+from chalicelib.http import json_response, json_view, parse_body, parse_query
+from chalicelib.keys.authorizer import api_key_authorizer
+from chalicelib.marketdata.models import UtcDateTime
+from chalicelib.openapi import operation
+from chalicelib.symbols import service
+from chalicelib.symbols.models import (
+    AddSymbolRequest,
+    SymbolDetail,
+    SymbolList,
+    SymbolListQuery,
+    SymbolOut,
+    UpdateSymbolRequest,
+)
+
+bp = Blueprint(__name__)
+
+TAG = "Admin: symbols"
+SYMBOL_PARAMETER = {"symbol": "Any accepted spelling: `AAPL`, `btc`, `BTC-USD`, `X:BTCUSD`."}
+
+
+class BackfillResultOut(msgspec.Struct, frozen=True):
+    """One (symbol, timeframe) backfill as it finished."""
+
+    symbol: str
+    timeframe: str
+    status: str
+    bars_written: int
+    provider_requests: int
+    error: str | None
+    started_at: UtcDateTime
+    finished_at: UtcDateTime
+
+
+class BackfillResponse(msgspec.Struct, frozen=True):
+    """The symbol's backfill, one result per timeframe."""
+
+    symbol: str
+    results: list[BackfillResultOut]
+
+
+def _raw_body() -> bytes:
+    raw = bp.current_request.raw_body
+    return raw.encode() if isinstance(raw, str) else raw
+
+
+@bp.route("/api/v1/admin/symbols", methods=["POST"], authorizer=api_key_authorizer)
+@operation(
+    "POST",
+    "/api/v1/admin/symbols",
+    summary="Track a symbol",
+    description="The symbol is normalised (`btc-usd` → `BTC`) and, unless "
+    "`SYMBOL_CHECK_ON_ADD=false`, checked against the provider's ticker details first.",
+    scope="admin",
+    tag=TAG,
+    body=AddSymbolRequest,
+    response=SymbolOut,
+    status=201,
+    errors=(400, 409, 413, 422),
+)
+@json_view
+def add_symbol() -> Response:
+    request = parse_body(_raw_body(), AddSymbolRequest)
+    row = service.add_symbol(request)
+    return json_response(SymbolOut.from_row(row), status=201)
+
+
+@bp.route("/api/v1/admin/symbols", methods=["GET"], authorizer=api_key_authorizer)
+@operation(
+    "GET",
+    "/api/v1/admin/symbols",
+    summary="List tracked symbols",
+    scope="admin",
+    tag=TAG,
+    query=SymbolListQuery,
+    response=SymbolList,
+    errors=(400,),
+)
+@json_view
+def list_symbols() -> Response:
+    query = parse_query(bp.current_request.query_params, SymbolListQuery)
+    with db.connection() as conn:
+        symbols = service.list_symbols(conn, active=query.active, asset_class=query.asset_class)
+    return json_response(SymbolList(symbols=symbols, count=len(symbols)))
+
+
+@bp.route("/api/v1/admin/symbols/{symbol}", methods=["GET"], authorizer=api_key_authorizer)
+@operation(
+    "GET",
+    "/api/v1/admin/symbols/{symbol}",
+    summary="A tracked symbol with statistics per timeframe",
+    description="`stats` per timeframe: record_count, date_range, validation_rate "
+    "(validated / all) and, for `1d`, gaps_detected (expected sessions with no bar inside "
+    "the stored range: NYSE sessions for stocks and ETFs, every UTC day for crypto).",
+    scope="admin",
+    tag=TAG,
+    response=SymbolDetail,
+    errors=(400, 404),
+    path_parameters=SYMBOL_PARAMETER,
+)
+@json_view
+def get_symbol(symbol: str) -> Response:
+    with db.connection() as conn, conn.transaction():
+        detail = service.get_symbol_detail(conn, symbol)
+    return json_response(detail)
+
+
+@bp.route("/api/v1/admin/symbols/{symbol}", methods=["PUT"], authorizer=api_key_authorizer)
+@operation(
+    "PUT",
+    "/api/v1/admin/symbols/{symbol}",
+    summary="Change or reactivate a tracked symbol",
+    scope="admin",
+    tag=TAG,
+    body=UpdateSymbolRequest,
+    response=SymbolOut,
+    errors=(400, 404, 413),
+    path_parameters=SYMBOL_PARAMETER,
+)
+@json_view
+def update_symbol(symbol: str) -> Response:
+    request = parse_body(_raw_body(), UpdateSymbolRequest)
+    with db.connection() as conn, conn.transaction():
+        updated = service.update_symbol(conn, symbol, request)
+    return json_response(updated)
+
+
+@bp.route("/api/v1/admin/symbols/{symbol}", methods=["DELETE"], authorizer=api_key_authorizer)
+@operation(
+    "DELETE",
+    "/api/v1/admin/symbols/{symbol}",
+    summary="Deactivate a symbol (its bars and history are kept)",
+    scope="admin",
+    tag=TAG,
+    response=SymbolOut,
+    errors=(400, 404),
+    path_parameters=SYMBOL_PARAMETER,
+)
+@json_view
+def deactivate_symbol(symbol: str) -> Response:
+    with db.connection() as conn, conn.transaction():
+        row = service.deactivate_symbol(conn, symbol)
+    return json_response(row)
+
+
+@bp.route(
+    "/api/v1/admin/symbols/{symbol}/backfill", methods=["POST"], authorizer=api_key_authorizer
+)
+@operation(
+    "POST",
+    "/api/v1/admin/symbols/{symbol}/backfill",
+    summary="Backfill a symbol now",
+    description="Runs the backfill of every timeframe of the symbol and returns one result "
+    "per timeframe. A failed timeframe is reported in its result, not as an error status.",
+    scope="admin",
+    tag=TAG,
+    response=BackfillResponse,
+    errors=(400, 404),
+    path_parameters=SYMBOL_PARAMETER,
+)
+@json_view
+def backfill_symbol(symbol: str) -> Response:
+    resolved, results = service.backfill_symbol(symbol)
+    runs = [
+        BackfillResultOut(
+            symbol=result.symbol,
+            timeframe=result.timeframe,
+            status=result.status,
+            bars_written=result.bars_written,
+            provider_requests=result.provider_requests,
+            error=result.error,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+        )
+        for result in results
+    ]
+    return json_response(BackfillResponse(symbol=resolved, results=runs))

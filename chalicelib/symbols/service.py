@@ -1,0 +1,192 @@
+"""Tracked symbols: add (checked against the provider), list, inspect with statistics, change,
+deactivate, and backfill on request. No HTTP here; the routes translate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from chalicelib import db
+from chalicelib.config import get_settings
+from chalicelib.errors import NotFound, ServiceUnavailable, Unprocessable
+from chalicelib.marketdata.gaps import count_gaps, daily_bar_zone
+from chalicelib.marketdata.models import TIMEFRAMES
+from chalicelib.symbols import repository
+from chalicelib.symbols.models import (
+    AddSymbolRequest,
+    DateRange,
+    SymbolDetail,
+    SymbolOut,
+    TimeframeStats,
+    TrackedSymbol,
+    UpdateSymbolRequest,
+    normalize_symbol,
+)
+
+if TYPE_CHECKING:
+    from chalicelib.backfill.models import BackfillResult
+
+Connection = db.Connection
+TickerCheck = Callable[[str, str], None]
+"""Raises when the provider does not know (symbol, asset_class); see `check_ticker_exists`."""
+
+
+def check_ticker_exists(symbol: str, asset_class: str) -> None:
+    """Ask Polygon's ticker details whether the ticker exists.
+
+    Unknown → Unprocessable (422). Provider unreachable, or refusing our key → ServiceUnavailable
+    (503), with a message that names the cause and never the key.
+    """
+    # Imported here: the HTTP client is only needed when an operator adds a symbol.
+    from chalicelib.polygon import (
+        PolygonAuthError,
+        PolygonClient,
+        PolygonError,
+        PolygonNotAuthorized,
+        provider_ticker,
+    )
+
+    ticker = provider_ticker(symbol, asset_class)
+    skip_hint = "set SYMBOL_CHECK_ON_ADD=false to add symbols without the check"
+    try:
+        client = PolygonClient.from_settings(get_settings())
+        exists = client.ticker_exists(ticker)
+    except PolygonAuthError:
+        raise ServiceUnavailable(
+            "cannot check the ticker: the market data provider rejected the configured API "
+            f"key; fix POLYGON_API_KEY or {skip_hint}"
+        ) from None
+    except PolygonNotAuthorized:
+        raise ServiceUnavailable(
+            "cannot check the ticker: the market data provider's plan does not allow ticker "
+            f"lookups with the configured key; {skip_hint}"
+        ) from None
+    except PolygonError:
+        raise ServiceUnavailable(
+            f"cannot check the ticker: the market data provider is unreachable; try again "
+            f"later or {skip_hint}"
+        ) from None
+    if not exists:
+        raise Unprocessable(
+            f"{symbol} is not a ticker the market data provider knows ({ticker}); check the "
+            "spelling and the asset class",
+            details={"symbol": symbol, "asset_class": asset_class, "provider_ticker": ticker},
+        )
+
+
+def add_symbol(
+    request: AddSymbolRequest, *, check_ticker: TickerCheck | None = check_ticker_exists
+) -> TrackedSymbol:
+    """Normalise, refuse a duplicate, check the provider (outside any transaction, so a slow
+    provider holds no locks), then insert. The insert still turns a race into Conflict."""
+    symbol, asset_class = normalize_symbol(request.symbol, request.asset_class)
+    timeframes = _ordered_timeframes(request.timeframes)
+    with db.connection() as conn:
+        existing = repository.get_symbol(conn, symbol)
+    if existing is not None:
+        # Let the insert raise the one Conflict message.
+        check_ticker = None
+    if check_ticker is not None and get_settings().symbol_check_on_add:
+        check_ticker(symbol, asset_class)
+    with db.connection() as conn, conn.transaction():
+        return repository.insert_symbol(
+            conn, symbol=symbol, asset_class=asset_class, timeframes=timeframes
+        )
+
+
+def list_symbols(
+    conn: Connection, *, active: bool | None = None, asset_class: str | None = None
+) -> list[SymbolOut]:
+    rows = repository.list_symbols(conn, active=active, asset_class=asset_class)
+    return [SymbolOut.from_row(row) for row in rows]
+
+
+def resolve_symbol(conn: Connection, raw: str) -> TrackedSymbol:
+    """The tracked symbol a path parameter names, by any accepted spelling; NotFound if none."""
+    symbol, _ = normalize_symbol(raw)
+    row = repository.get_symbol(conn, symbol)
+    if row is None:
+        raise NotFound(f"{symbol} is not a tracked symbol", details={"symbol": symbol})
+    return row
+
+
+def get_symbol_detail(conn: Connection, raw: str) -> SymbolDetail:
+    row = resolve_symbol(conn, raw)
+    counts = {c.timeframe: c for c in repository.get_timeframe_counts(conn, row.symbol)}
+    stats: dict[str, TimeframeStats] = {}
+    for timeframe in _ordered_timeframes([*row.timeframes, *counts]):
+        count = counts.get(timeframe)
+        gaps: int | None = None
+        if timeframe == "1d":
+            days = repository.get_daily_bar_days(
+                conn, row.symbol, zone=daily_bar_zone(row.asset_class)
+            )
+            gaps = count_gaps(row.asset_class, days)
+        if count is None:
+            stats[timeframe] = TimeframeStats(0, DateRange(None, None), None, gaps)
+            continue
+        stats[timeframe] = TimeframeStats(
+            record_count=count.record_count,
+            date_range=DateRange(count.first, count.last),
+            validation_rate=round(count.validated_count / count.record_count, 6),
+            gaps_detected=gaps,
+        )
+    base = SymbolOut.from_row(row)
+    return SymbolDetail(**{f: getattr(base, f) for f in base.__struct_fields__}, stats=stats)
+
+
+def update_symbol(conn: Connection, raw: str, request: UpdateSymbolRequest) -> SymbolOut:
+    current = resolve_symbol(conn, raw)
+    asset_class = request.asset_class
+    if asset_class is not None:
+        # The same rule as on add: a crypto pair cannot become a stock and back.
+        normalize_symbol(current.symbol, asset_class)
+    timeframes = _ordered_timeframes(request.timeframes) if request.timeframes else None
+    row = repository.update_symbol(
+        conn,
+        current.symbol,
+        active=request.active,
+        asset_class=asset_class,
+        timeframes=timeframes,
+    )
+    if row is None:  # deleted between the two statements
+        raise NotFound(f"{current.symbol} is not a tracked symbol")
+    return SymbolOut.from_row(row)
+
+
+def deactivate_symbol(conn: Connection, raw: str) -> SymbolOut:
+    current = resolve_symbol(conn, raw)
+    row = repository.deactivate_symbol(conn, current.symbol)
+    if row is None:
+        raise NotFound(f"{current.symbol} is not a tracked symbol")
+    return SymbolOut.from_row(row)
+
+
+def backfill_symbol(raw: str) -> tuple[str, list[BackfillResult]]:
+    """Backfill one tracked symbol now, every timeframe: (symbol, one result per timeframe).
+
+    Locally (and in tests) the backfill runs in this request. In Lambda the request would
+    outlive API Gateway's 29-second limit, so there it must be queued for the worker instead.
+    """
+    with db.connection() as conn:
+        symbol = resolve_symbol(conn, raw).symbol
+    if get_settings().in_lambda:
+        queue_backfill(symbol)
+    from chalicelib.backfill.service import run_backfill
+
+    return symbol, run_backfill(symbols=[symbol])
+
+
+def queue_backfill(symbol: str) -> None:
+    """The seam for queueing a backfill from the API on AWS (the SQS worker's job): until the
+    queue exists, refuse clearly rather than run past API Gateway's time limit."""
+    raise ServiceUnavailable(
+        f"backfill on request is not available in this deployment yet; {symbol} will be "
+        "backfilled by the next scheduled run"
+    )
+
+
+def _ordered_timeframes(timeframes: list[Any]) -> list[str]:
+    """Unique timeframes, smallest bar first, so stored arrays compare and read the same."""
+    wanted = set(timeframes)
+    return [name for name in TIMEFRAMES if name in wanted]

@@ -1,0 +1,301 @@
+"""GET /api/v1/symbols, /api/v1/historical/{symbol} and /api/v1/status over HTTP."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from chalicelib import db
+from chalicelib.marketdata.models import MAX_PAGE_LIMIT
+from tests.factories import daily_times, make_bars, make_key, make_symbol
+
+
+def auth(conn: db.Connection) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_key(conn).raw_key}"}
+
+
+def get(client: Any, path: str, headers: dict[str, str]) -> Any:
+    return client.http.get(path, headers=headers)
+
+
+@pytest.fixture
+def reader(client: Any, pinned_db: db.Connection) -> dict[str, str]:
+    return auth(pinned_db)
+
+
+def bar_count(conn: db.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM bars").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# --- /api/v1/historical/{symbol} ---------------------------------------------------------------
+
+
+def test_historical_returns_bars_oldest_first_within_inclusive_dates(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 10))
+
+    response = get(client, "/api/v1/historical/AAPL?start=2024-01-03&end=2024-01-05", reader)
+
+    assert response.status_code == 200
+    body = response.json_body
+    assert [bar["time"] for bar in body["bars"]] == [
+        "2024-01-03T05:00:00Z",
+        "2024-01-04T05:00:00Z",
+        "2024-01-05T05:00:00Z",
+    ]
+    assert body["count"] == 3
+    assert body["symbol"] == "AAPL"
+    assert body["timeframe"] == "1d"
+    assert body["start"] == "2024-01-03"
+    assert body["end"] == "2024-01-05"
+    assert body["next_cursor"] is None
+    assert body["bars"][0] == {
+        "time": "2024-01-03T05:00:00Z",
+        "open": 100.02,
+        "high": 101.02,
+        "low": 99.02,
+        "close": 100.52,
+        "volume": 1002.0,
+        "vwap": 100.02,
+        "trades": 12,
+        "validated": True,
+        "flags": [],
+    }
+
+
+def test_historical_accepts_crypto_aliases(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "BTC", asset_class="crypto")
+    make_bars(pinned_db, "BTC", daily_times(date(2024, 1, 1), 2, hour=0))
+
+    for alias in ("btc-usd", "X:BTCUSD", "btc"):
+        response = get(client, f"/api/v1/historical/{alias}", reader)
+        assert response.status_code == 200, alias
+        assert response.json_body["symbol"] == "BTC"
+        assert response.json_body["count"] == 2
+
+
+def test_historical_hides_unvalidated_bars_unless_asked(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 3), validated=[True, False, True])
+
+    default = get(client, "/api/v1/historical/AAPL", reader).json_body
+    everything = get(client, "/api/v1/historical/AAPL?validated_only=false", reader).json_body
+
+    assert [bar["time"][:10] for bar in default["bars"]] == ["2024-01-01", "2024-01-03"]
+    assert [bar["validated"] for bar in everything["bars"]] == [True, False, True]
+
+
+def test_historical_pages_with_cursor_and_is_stable_under_inserts(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 10), 5))
+
+    first = get(client, "/api/v1/historical/AAPL?limit=2", reader).json_body
+    # A bar inserted before the cursor's position must not shift the next page.
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 1))
+    second = get(
+        client, f"/api/v1/historical/AAPL?limit=2&cursor={first['next_cursor']}", reader
+    ).json_body
+    third = get(
+        client, f"/api/v1/historical/AAPL?limit=2&cursor={second['next_cursor']}", reader
+    ).json_body
+
+    days = [bar["time"][:10] for page in (first, second, third) for bar in page["bars"]]
+    assert days == ["2024-01-10", "2024-01-11", "2024-01-12", "2024-01-13", "2024-01-14"]
+    assert third["next_cursor"] is None
+
+
+def test_historical_unknown_symbol_is_404(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    response = get(client, "/api/v1/historical/NOPE", reader)
+
+    assert response.status_code == 404
+    assert response.json_body["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "timeframe=2m",
+        "start=2024-02-01&end=2024-01-01",
+        "start=2024-13-01",
+        "end=yesterday",
+        "limit=0",
+        "limit=-5",
+        f"limit={MAX_PAGE_LIMIT + 1}",
+        "limit=ten",
+        "validated_only=maybe",
+        "cursor=forged",
+        "cursor=eyJhIjoxfQ.AAAAAAAAAAAAAAAAAAAAAA",
+        "colour=blue",
+    ],
+)
+def test_historical_bad_query_is_400(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], query: str
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 3))
+
+    response = get(client, f"/api/v1/historical/AAPL?{query}", reader)
+
+    assert response.status_code == 400
+    assert response.json_body["error"]["code"] == "bad_request"
+    assert bar_count(pinned_db) == 3
+
+
+def test_historical_cursor_from_another_query_is_400(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 3))
+    cursor = get(client, "/api/v1/historical/AAPL?limit=1", reader).json_body["next_cursor"]
+
+    response = get(
+        client, f"/api/v1/historical/AAPL?limit=1&start=2024-01-02&cursor={cursor}", reader
+    )
+
+    assert response.status_code == 400
+    assert response.json_body["error"]["code"] == "bad_request"
+    assert "different query" in response.json_body["error"]["message"]
+
+
+def test_historical_minute_bars_allow_larger_pages(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL", timeframes=["1m"])
+
+    response = get(
+        client, f"/api/v1/historical/AAPL?timeframe=1m&limit={MAX_PAGE_LIMIT + 1}", reader
+    )
+
+    assert response.status_code == 200
+    assert response.json_body["count"] == 0
+
+
+def test_historical_without_key_is_401(client: Any, pinned_db: db.Connection) -> None:
+    response = client.http.get("/api/v1/historical/AAPL")
+
+    assert response.status_code == 401
+
+
+# --- /api/v1/symbols ---------------------------------------------------------------------------
+
+
+def test_symbols_lists_active_symbols_with_first_and_last_bar(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL", timeframes=["1d", "1h"])
+    make_symbol(pinned_db, "ETH", asset_class="crypto")
+    make_symbol(pinned_db, "OLD", active=False)
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 3))
+    make_bars(pinned_db, "AAPL", [datetime(2024, 1, 5, 15, tzinfo=UTC)], timeframe="1h")
+
+    response = get(client, "/api/v1/symbols", reader)
+
+    assert response.status_code == 200
+    assert response.json_body == {
+        "symbols": [
+            {
+                "symbol": "AAPL",
+                "asset_class": "stock",
+                "timeframes": ["1d", "1h"],
+                "first_bar": "2024-01-01T05:00:00Z",
+                "last_bar": "2024-01-05T15:00:00Z",
+            },
+            {
+                "symbol": "ETH",
+                "asset_class": "crypto",
+                "timeframes": ["1d"],
+                "first_bar": None,
+                "last_bar": None,
+            },
+        ],
+        "count": 2,
+    }
+
+
+# --- /api/v1/status ----------------------------------------------------------------------------
+
+
+def test_status_reports_backfill_states_stalest_symbol_last_run_and_validation(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(
+        pinned_db,
+        "AAPL",
+        backfill_status="completed",
+        last_backfill=datetime(2024, 3, 2, tzinfo=UTC),
+    )
+    make_symbol(
+        pinned_db,
+        "MSFT",
+        backfill_status="completed",
+        last_backfill=datetime(2024, 3, 1, tzinfo=UTC),
+    )
+    make_symbol(
+        pinned_db, "TSLA", backfill_status="failed", last_backfill=datetime(2024, 3, 3, tzinfo=UTC)
+    )
+    make_bars(
+        pinned_db, "AAPL", daily_times(date(2024, 1, 1), 4), validated=[True, True, True, False]
+    )
+    pinned_db.execute(
+        """
+        INSERT INTO backfill_runs (symbol, timeframe, status, started_at, finished_at,
+                                   bars_written, provider_requests, error)
+        VALUES ('AAPL', '1d', 'completed', '2024-03-02T00:00Z', '2024-03-02T00:01Z', 4, 1, NULL),
+               ('TSLA', '1d', 'failed', '2024-03-03T00:00Z', '2024-03-03T00:01Z', 0, 3, 'boom')
+        """
+    )
+
+    response = get(client, "/api/v1/status", reader)
+
+    assert response.status_code == 200
+    body = response.json_body
+    assert body["symbols"]["total"] == 3
+    assert body["symbols"]["by_backfill_status"] == {"completed": 2, "failed": 1}
+    assert body["stalest_symbol"] == {
+        "symbol": "MSFT",
+        "backfill_status": "completed",
+        "last_backfill": "2024-03-01T00:00:00Z",
+    }
+    assert body["last_run"]["symbol"] == "TSLA"
+    assert body["last_run"]["status"] == "failed"
+    assert body["last_run"]["error"] == "boom"
+    assert body["bars"] == 4
+    assert body["validated_bars"] == 3
+    assert body["validation_rate"] == 0.75
+
+
+def test_status_on_an_empty_warehouse(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    body = get(client, "/api/v1/status", reader).json_body
+
+    assert body == {
+        "symbols": {"total": 0, "by_backfill_status": {}, "timeframes_by_backfill_status": {}},
+        "stalest_symbol": None,
+        "last_run": None,
+        "bars": 0,
+        "validated_bars": 0,
+        "validation_rate": None,
+    }
+
+
+def test_responses_are_json(client: Any, pinned_db: db.Connection, reader: dict[str, str]) -> None:
+    response = get(client, "/api/v1/status", reader)
+
+    assert response.headers["Content-Type"] == "application/json"
+    assert json.loads(response.body)["bars"] == 0
