@@ -13,16 +13,24 @@ from chalicelib.health.routes import bp as health_bp
 from chalicelib.health.service import ensure_schema_current
 from chalicelib.http import error_response
 from chalicelib.keys.authorizer import bp as authorizer_bp
+from chalicelib.marketdata.routes import bp as marketdata_bp
+from chalicelib.openapi import DOCUMENT_PATH
+from chalicelib.openapi import bp as openapi_bp
+from chalicelib.symbols.routes import bp as symbols_bp
 
 app = Chalice(app_name="mdw")
 app.register_blueprint(authorizer_bp)
 app.register_blueprint(health_bp)
+app.register_blueprint(symbols_bp)
+app.register_blueprint(marketdata_bp)
+app.register_blueprint(openapi_bp)
 
 
 @app.middleware("http")
 def require_current_schema(event: Any, get_response: Any) -> Any:
     """Once per container: refuse to serve (503) until the schema is at this code's version."""
-    if event.path != "/health":
+    # The API document is static: it is served even while the database is unavailable.
+    if event.path not in ("/health", DOCUMENT_PATH):
         try:
             ensure_schema_current()
         except AppError as exc:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 from chalice import Blueprint, Response
 
 from chalicelib.health.service import check_health
 from chalicelib.http import json_response, json_view
+from chalicelib.openapi import Operation, declare
 
 bp = Blueprint(__name__)
 
@@ -33,3 +35,28 @@ def health() -> Response:
         },
         status=503,
     )
+
+
+# --- API document (chalicelib/openapi.py) ----------------------------------------------------
+
+
+class HealthOut(msgspec.Struct, frozen=True):
+    """The database is reachable and at the schema version this code expects."""
+
+    status: str
+    database: str
+    schema_version: int | None
+
+
+declare(
+    Operation(
+        method="GET",
+        path="/health",
+        summary="Liveness and schema check for load balancers",
+        description="503 (with `details.status`, `database`, `schema_version` and "
+        "`expected_schema_version`) when the database is unreachable or behind the migrations.",
+        scope="public",
+        tag="Meta",
+        response=HealthOut,
+    )
+)
