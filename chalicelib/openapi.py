@@ -146,6 +146,11 @@ def build_document(
         paths.setdefault(op.path, {})[op.method.lower()] = _operation_object(
             op, schemas, components
         )
+    # A query model becomes parameters; its schema stays only if something else refers to it.
+    for name in {resolved[key]["$ref"].rsplit("/", 1)[-1] for key in resolved if key[1] == "query"}:
+        others = {k: v for k, v in components.items() if k != name}
+        if f'/{name}"' not in msgspec.json.encode([paths, others]).decode():
+            del components[name]
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": API_TITLE, "version": API_VERSION, "description": API_DESCRIPTION},
@@ -189,6 +194,7 @@ def _operation_object(
         "operationId": _operation_id(op),
         "summary": op.summary,
         "tags": [op.tag],
+        "x-scope": op.scope,
     }
     description = op.description
     if op.scope != "public":
