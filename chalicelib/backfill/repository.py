@@ -266,9 +266,7 @@ def mark_completed(
     )
 
 
-def mark_failed(
-    conn: Connection, *, symbol: str, timeframe: str, run_id: int, error: str
-) -> None:
+def mark_failed(conn: Connection, *, symbol: str, timeframe: str, run_id: int, error: str) -> None:
     conn.execute(
         MARK_FAILED, {"symbol": symbol, "timeframe": timeframe, "run_id": run_id, "error": error}
     )
@@ -279,9 +277,7 @@ def roll_up_symbol_status(conn: Connection, symbol: str) -> None:
     conn.execute(ROLL_UP_SYMBOL, {"symbol": symbol})
 
 
-def upsert_bars(
-    conn: Connection, *, symbol: str, timeframe: str, bars: Iterable[StagedBar]
-) -> int:
+def upsert_bars(conn: Connection, *, symbol: str, timeframe: str, bars: Iterable[StagedBar]) -> int:
     """Stage `bars` with a binary COPY and merge them into `bars` in one statement.
 
     Returns how many rows were inserted or changed (unchanged rows are skipped). The bars must

@@ -1,0 +1,35 @@
+"""The Polygon simulator on a real local port and a client with a fast retry policy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from chalicelib.polygon import PolygonClient
+from devtools.polygon_sim import PolygonSimulator
+
+SIM_API_KEY = "sim-key-5f2b9c7d41e8"
+CLIENT_TIMEOUT = 0.4
+MAX_RETRIES = 2
+
+
+@pytest.fixture
+def simulator() -> Iterator[PolygonSimulator]:
+    with PolygonSimulator(api_key=SIM_API_KEY) as sim:
+        yield sim
+
+
+@pytest.fixture
+def polygon(simulator: PolygonSimulator) -> Iterator[PolygonClient]:
+    """A client of the simulator that retries twice, after a few milliseconds."""
+    with PolygonClient(
+        simulator.url,
+        SIM_API_KEY,
+        timeout=CLIENT_TIMEOUT,
+        max_retries=MAX_RETRIES,
+        backoff_base=0.005,
+        max_backoff=0.02,
+        jitter=0.0,
+    ) as client:
+        yield client

@@ -1,0 +1,429 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+
+from chalicelib.backfill import repository, service
+from chalicelib.backfill.calendar import NEW_YORK
+from chalicelib.backfill.models import BackfillUnit
+from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.polygon import PolygonBar
+from tests.backfill.conftest import SIM_API_KEY
+from tests.conftest import PinnedConnection
+from tests.factories import make_symbol
+
+# A Friday evening in New York (summer time): the day's session is over.
+NOW = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
+TODAY = NOW.date()
+
+
+def clock(moment: datetime = NOW):
+    return lambda: moment
+
+
+def stored_bars(conn, symbol, timeframe="1d"):
+    return conn.execute(
+        """
+        SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
+        FROM bars WHERE symbol = %s AND timeframe = %s ORDER BY time
+        """,
+        (symbol, timeframe),
+    ).fetchall()
+
+
+def bar_count(conn, symbol, timeframe="1d"):
+    row = conn.execute(
+        "SELECT count(*) FROM bars WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)
+    ).fetchone()
+    return row[0]
+
+
+def runs_of(conn, symbol):
+    return conn.execute(
+        """
+        SELECT timeframe, status, range_start, range_end, bars_written, provider_requests, error
+        FROM backfill_runs WHERE symbol = %s ORDER BY id
+        """,
+        (symbol,),
+    ).fetchall()
+
+
+def symbol_status(conn, symbol):
+    return conn.execute(
+        "SELECT backfill_status, last_backfill, last_error FROM tracked_symbols WHERE symbol = %s",
+        (symbol,),
+    ).fetchone()
+
+
+def aggregate_paths(simulator):
+    return [r.path for r in simulator.requests if r.path.startswith("/v2/aggs/")]
+
+
+def unit(symbol="AAPL", asset_class="stock", timeframe="1d"):
+    return BackfillUnit(symbol, asset_class, timeframe)
+
+
+# -- planning --------------------------------------------------------------------------------
+
+
+def test_plan_covers_every_active_symbol_and_its_timeframes(conn):
+    make_symbol(conn, "MSFT", timeframes=["1d", "1h"])
+    make_symbol(conn, "BTC", asset_class="crypto")
+    make_symbol(conn, "IWM", asset_class="etf", active=False)
+
+    units = service.plan_backfill(conn)
+
+    assert units == [
+        unit("BTC", "crypto", "1d"),
+        unit("MSFT", "stock", "1h"),
+        unit("MSFT", "stock", "1d"),
+    ]
+
+
+def test_plan_of_named_symbols_normalises_them_and_filters_a_timeframe(conn):
+    make_symbol(conn, "BTC", asset_class="crypto", timeframes=["1d", "1h"])
+    make_symbol(conn, "AAPL", timeframes=["1h"])
+
+    units = service.plan_backfill(conn, symbols=["btc-usd", "X:BTCUSD", "aapl"], timeframe="1h")
+
+    assert units == [unit("BTC", "crypto", "1h"), unit("AAPL", "stock", "1h")]
+
+
+def test_plan_refuses_unknown_or_inactive_symbols_and_unknown_timeframes(conn):
+    make_symbol(conn, "AAPL")
+    make_symbol(conn, "IWM", asset_class="etf", active=False)
+
+    with pytest.raises(NotFound, match="not a tracked symbol: NOPE"):
+        service.plan_backfill(conn, symbols=["AAPL", "NOPE"])
+    with pytest.raises(Conflict, match="symbol is deactivated: IWM"):
+        service.plan_backfill(conn, symbols=["IWM"])
+    with pytest.raises(BadRequest, match="unknown timeframe '2h'"):
+        service.plan_backfill(conn, timeframe="2h")
+    with pytest.raises(BadRequest, match="AAPL does not track the 1h timeframe"):
+        service.plan_backfill(conn, symbols=["AAPL"], timeframe="1h")
+    with pytest.raises(BadRequest, match="symbol must be"):
+        service.plan_backfill(conn, symbols=["no/such"])
+
+
+def test_plan_can_leave_out_units_backfilled_recently(conn):
+    make_symbol(conn, "AAPL", timeframes=["1d", "1h"])
+    make_symbol(conn, "MSFT")
+    repository.mark_completed(conn, symbol="AAPL", timeframe="1d", run_id=1, finished_at=NOW)
+    repository.mark_completed(
+        conn, symbol="MSFT", timeframe="1d", run_id=2, finished_at=NOW - timedelta(days=2)
+    )
+
+    units = service.plan_backfill(conn, fresh_since=NOW - timedelta(hours=12))
+
+    assert units == [unit("AAPL", "stock", "1h"), unit("MSFT", "stock", "1d")]
+
+
+# -- one unit against the simulator -----------------------------------------------------------
+
+
+def test_a_new_stock_is_backfilled_five_years_deep(conn, simulator, polygon):
+    make_symbol(conn, "AAPL")
+
+    result = service.backfill_one(PinnedConnection(conn), polygon, unit(), "1d", now=clock())
+
+    start = TODAY - timedelta(days=1826)
+    assert aggregate_paths(simulator) == [
+        f"/v2/aggs/ticker/AAPL/range/1/day/{start.isoformat()}/{TODAY.isoformat()}"
+    ]
+    assert simulator.requests[-1].header("Authorization") == f"Bearer {SIM_API_KEY}"
+    assert result.status == "completed"
+    assert result.error is None
+    assert (result.range_start, result.range_end, result.full) == (start, TODAY, True)
+    # Five years of NYSE sessions, every one written, every one at midnight New York.
+    bars = stored_bars(conn, "AAPL")
+    assert 1250 <= len(bars) <= 1262
+    assert result.bars_written == result.bars_fetched == len(bars)
+    assert result.provider_requests == 2  # the split check and one page of bars
+    assert {b[0].astimezone(NEW_YORK).time().isoformat() for b in bars} == {"00:00:00"}
+    assert all(b[8] for b in bars)
+    assert runs_of(conn, "AAPL") == [
+        ("1d", "completed", start, TODAY, len(bars), 2, None),
+    ]
+    assert symbol_status(conn, "AAPL") == ("completed", NOW, None)
+    state = repository.get_state(conn, "AAPL", "1d")
+    assert (state.status, state.last_backfill, state.last_run_id) == (
+        "completed",
+        NOW,
+        result.run_id,
+    )
+
+
+def test_a_new_intraday_timeframe_starts_thirty_days_back(conn, simulator, polygon):
+    make_symbol(conn, "AAPL", timeframes=["1h"])
+
+    result = service.backfill_one(PinnedConnection(conn), polygon, unit(), "1h", now=clock())
+
+    start = TODAY - timedelta(days=30)
+    assert aggregate_paths(simulator) == [
+        f"/v2/aggs/ticker/AAPL/range/1/hour/{start.isoformat()}/{TODAY.isoformat()}"
+    ]
+    assert result.status == "completed"
+    assert bar_count(conn, "AAPL", "1h") == result.bars_written > 100
+
+
+def test_depths_come_from_settings(conn, simulator, polygon, set_env):
+    set_env(BACKFILL_DEPTH_DAILY_DAYS="10", BACKFILL_DEPTH_INTRADAY_DAYS="2")
+    make_symbol(conn, "AAPL", timeframes=["1d", "5m"])
+
+    service.backfill_one(PinnedConnection(conn), polygon, unit(), "1d", now=clock())
+    service.backfill_one(PinnedConnection(conn), polygon, unit(), "5m", now=clock())
+
+    assert aggregate_paths(simulator) == [
+        "/v2/aggs/ticker/AAPL/range/1/day/2024-06-04/2024-06-14",
+        "/v2/aggs/ticker/AAPL/range/5/minute/2024-06-12/2024-06-14",
+    ]
+
+
+def test_a_rerun_starts_at_the_newest_bar_and_rewrites_nothing(conn, simulator, polygon):
+    make_symbol(conn, "AAPL")
+    source = PinnedConnection(conn)
+    service.backfill_one(source, polygon, unit(), "1d", now=clock())
+    before = stored_bars(conn, "AAPL")
+    simulator.clear_log()
+
+    later = NOW + timedelta(days=3)  # the next Monday evening
+    result = service.backfill_one(source, polygon, unit(), "1d", now=clock(later))
+
+    # Friday's bar (the newest stored) is fetched again, with Monday's new one.
+    assert aggregate_paths(simulator) == ["/v2/aggs/ticker/AAPL/range/1/day/2024-06-14/2024-06-17"]
+    assert (result.status, result.full, result.bars_fetched, result.bars_written) == (
+        "completed",
+        False,
+        2,
+        1,
+    )
+    after = stored_bars(conn, "AAPL")
+    assert after[:-1] == before
+    assert after[-1][0] == datetime(2024, 6, 17, tzinfo=NEW_YORK)
+    assert len(runs_of(conn, "AAPL")) == 2
+
+
+def test_a_partial_newest_bar_is_replaced_on_the_next_run(conn, simulator, polygon):
+    make_symbol(conn, "AAPL")
+    source = PinnedConnection(conn)
+    service.backfill_one(source, polygon, unit(), "1d", now=clock())
+    final = stored_bars(conn, "AAPL")[-1]
+    conn.execute(
+        """
+        UPDATE bars SET close = close * 0.9, high = high * 0.9, volume = volume / 3, trades = 1
+        WHERE symbol = 'AAPL' AND timeframe = '1d' AND time = %s
+        """,
+        (final[0],),
+    )
+
+    result = service.backfill_one(source, polygon, unit(), "1d", now=clock())
+
+    assert result.bars_written == 1
+    assert stored_bars(conn, "AAPL")[-1] == final
+
+
+def test_since_and_full_widen_the_window(conn, simulator, polygon):
+    make_symbol(conn, "AAPL")
+    source = PinnedConnection(conn)
+    service.backfill_one(source, polygon, unit(), "1d", now=clock())
+    simulator.clear_log()
+
+    since = service.backfill_one(source, polygon, unit(), "1d", since=date(2024, 1, 2), now=clock())
+    full = service.backfill_one(source, polygon, unit(), "1d", full=True, now=clock())
+
+    first_run_start = (TODAY - timedelta(days=1826)).isoformat()
+    assert aggregate_paths(simulator) == [
+        "/v2/aggs/ticker/AAPL/range/1/day/2024-01-02/2024-06-14",
+        f"/v2/aggs/ticker/AAPL/range/1/day/{first_run_start}/2024-06-14",
+    ]
+    assert (since.bars_written, full.bars_written) == (0, 0)
+    assert full.full is True
+
+
+def test_crypto_is_fetched_as_the_usd_pair_every_day_with_fractional_volume(
+    conn, simulator, polygon
+):
+    make_symbol(conn, "BTC", asset_class="crypto")
+
+    result = service.backfill_one(
+        PinnedConnection(conn),
+        polygon,
+        unit("BTC", "crypto"),
+        "1d",
+        since=date(2024, 6, 1),
+        now=clock(),
+    )
+
+    assert [r.path for r in simulator.requests] == [
+        "/v2/aggs/ticker/X:BTCUSD/range/1/day/2024-06-01/2024-06-14"
+    ]
+    bars = stored_bars(conn, "BTC")
+    assert result.status == "completed"
+    # Every calendar day, weekends included, each starting at 00:00 UTC.
+    assert [b[0] for b in bars] == [
+        datetime(2024, 6, 1, tzinfo=UTC) + timedelta(days=n) for n in range(14)
+    ]
+    assert any(b[5] != int(b[5]) for b in bars)
+    assert all(b[8] and b[9] == [] for b in bars)
+
+
+def test_a_split_since_the_last_backfill_refetches_everything(conn, simulator, polygon):
+    make_symbol(conn, "AAPL")
+    source = PinnedConnection(conn)
+    service.backfill_one(source, polygon, unit(), "1d", now=clock())
+    first = stored_bars(conn, "AAPL")
+    simulator.add_split("AAPL", date(2024, 6, 17), 1, 4)
+    simulator.clear_log()
+
+    later = NOW + timedelta(days=3)
+    result = service.backfill_one(source, polygon, unit(), "1d", now=clock(later))
+
+    splits_checks = [r.query for r in simulator.requests if r.path == "/v3/reference/splits"]
+    assert splits_checks[0]["execution_date.gte"] == "2024-06-14"
+    # From the oldest stored bar (older than five years before the new date).
+    start = first[0][0].astimezone(NEW_YORK).date().isoformat()
+    assert start < (later.date() - timedelta(days=1826)).isoformat()
+    assert aggregate_paths(simulator) == [f"/v2/aggs/ticker/AAPL/range/1/day/{start}/2024-06-17"]
+    assert (result.status, result.full) == ("completed", True)
+    after = {b[0]: b for b in stored_bars(conn, "AAPL")}
+    # Every earlier adjusted price is now in post-split shares.
+    assert result.bars_written == len(after)
+    for old in first:
+        assert after[old[0]][4] == pytest.approx(old[4] / 4, rel=1e-3)
+        assert after[old[0]][8] is True
+
+
+def test_a_split_before_the_last_backfill_changes_nothing(conn, simulator, polygon):
+    make_symbol(conn, "AAPL")
+    source = PinnedConnection(conn)
+    simulator.add_split("AAPL", date(2022, 6, 6), 1, 20)
+    service.backfill_one(source, polygon, unit(), "1d", now=clock())
+    simulator.clear_log()
+
+    result = service.backfill_one(source, polygon, unit(), "1d", now=clock())
+
+    assert (result.status, result.full, result.bars_written) == ("completed", False, 0)
+    assert aggregate_paths(simulator) == ["/v2/aggs/ticker/AAPL/range/1/day/2024-06-14/2024-06-14"]
+
+
+def test_delayed_data_is_accepted(conn, simulator, polygon):
+    make_symbol(conn, "AAPL")
+    simulator.inject_fault("delayed", ticker="AAPL", times=None)
+
+    result = service.backfill_one(PinnedConnection(conn), polygon, unit(), "1d", now=clock())
+
+    assert result.status == "completed"
+    assert bar_count(conn, "AAPL") == result.bars_written > 1000
+
+
+def test_a_failed_write_stores_no_bar_and_records_the_failure(
+    conn, simulator, polygon, monkeypatch
+):
+    make_symbol(conn, "AAPL")
+    real_upsert = repository.upsert_bars
+
+    def upsert_then_fail(connection, **kwargs):
+        written = real_upsert(connection, **kwargs)
+        connection.execute("SELECT 1 / 0")
+        return written
+
+    monkeypatch.setattr(repository, "upsert_bars", upsert_then_fail)
+
+    result = service.backfill_one(PinnedConnection(conn), polygon, unit(), "1d", now=clock())
+
+    assert result.status == "failed"
+    assert result.error == "database: division by zero"
+    assert bar_count(conn, "AAPL") == 0
+    assert runs_of(conn, "AAPL")[0][1:2] + runs_of(conn, "AAPL")[0][4:] == (
+        "failed",
+        0,
+        2,
+        "database: division by zero",
+    )
+    assert symbol_status(conn, "AAPL") == ("failed", None, "1d: database: division by zero")
+
+
+class ScriptedClient:
+    """A provider answering with given bars, for validation through the whole pipeline."""
+
+    request_count = 0
+
+    def __init__(self, bars: list[PolygonBar]) -> None:
+        self.bars = bars
+
+    def aggregates(self, ticker, multiplier, timespan, start, end, **options):
+        self.request_count += 1
+        yield self.bars
+
+    def splits(self, ticker, since):
+        self.request_count += 1
+        return []
+
+
+def test_bad_bars_are_kept_with_their_flags(conn):
+    make_symbol(conn, "ETH", asset_class="crypto")
+    day = 86_400_000
+    t0 = int(datetime(2024, 6, 1, tzinfo=UTC).timestamp() * 1000)
+    bars = [
+        PolygonBar(t0, 10.0, 11.0, 9.0, 10.0, 5.0, 10.0, 3),
+        PolygonBar(t0 + day, 10.0, 9.0, 11.0, 10.0, 5.0, 10.0, 3),  # high below low
+        PolygonBar(t0 + 2 * day + 3_600_000, 10.0, 11.0, 9.0, 10.0, 5.0),  # 01:00, no vwap
+        PolygonBar(t0 + 3 * day, 10.0, 14.0, 9.0, 13.5, -1.0, 12.0, 3),  # +35%, volume < 0
+        # A duplicate of the first bar on a later page: the later one wins.
+        PolygonBar(t0, 10.0, 11.0, 9.0, 10.5, 6.0, 10.0, 4),
+    ]
+
+    result = service.backfill_one(
+        PinnedConnection(conn), ScriptedClient(bars), unit("ETH", "crypto"), "1d", now=clock()
+    )
+
+    rows = stored_bars(conn, "ETH")
+    assert result.status == "completed"
+    assert result.bars_written == 4
+    assert [(row[4], row[8], row[9]) for row in rows] == [
+        (10.5, True, []),
+        (10.0, False, ["ohlc_inconsistent"]),
+        (10.0, False, ["misaligned_timestamp"]),
+        (13.5, False, ["negative_volume", "price_jump"]),
+    ]
+    assert rows[2][6:8] == (None, None)
+
+
+def test_an_incremental_run_validates_against_the_stored_bars_before_it(conn):
+    make_symbol(conn, "ETH", asset_class="crypto")
+    day = 86_400_000
+    t0 = int(datetime(2024, 6, 1, tzinfo=UTC).timestamp() * 1000)
+    first = [PolygonBar(t0 + n * day, 10.0, 11.0, 9.0, 10.0, 5.0) for n in range(3)]
+    source = PinnedConnection(conn)
+    service.backfill_one(source, ScriptedClient(first), unit("ETH", "crypto"), "1d", now=clock())
+
+    # The re-fetched newest bar, then a bar 40% above its close: judged against stored bars.
+    second = [first[-1], PolygonBar(t0 + 3 * day, 14.0, 14.5, 13.5, 14.0, 5.0)]
+    service.backfill_one(source, ScriptedClient(second), unit("ETH", "crypto"), "1d", now=clock())
+
+    assert [row[9] for row in stored_bars(conn, "ETH")] == [[], [], [], ["price_jump"]]
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_describe_error_never_shows_a_key():
+    exc = RuntimeError("GET /v2/x?apiKey=abc123&limit=5 sent\n  Authorization: Bearer abc123")
+
+    text = service.describe_error(exc, secrets=["abc123"])
+
+    assert text == "RuntimeError: GET /v2/x?apiKey=***&limit=5 sent"
+    assert service.describe_error(ValueError("url?api_key=abc123 token=abc123")) == (
+        "ValueError: url?api_key=*** token=***"
+    )
+
+
+def test_describe_error_is_one_bounded_line():
+    text = service.describe_error(psycopg.errors.DataError("bad value " + "x" * 1000 + "\nmore"))
+
+    assert text.startswith("database: bad value xxx")
+    assert text.endswith("x…")
+    assert "\n" not in text
+    assert len(text) == 500
