@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from chalicelib import db, jobs
+from chalicelib.backfill.cli import backfill_command
 from chalicelib.config import get_settings
 from chalicelib.errors import AppError
 
@@ -42,6 +43,9 @@ def _connect() -> db.Connection:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """mdw: Market Data Warehouse operations."""
+
+
+main.add_command(backfill_command)
 
 
 @main.group("db")
