@@ -1,0 +1,107 @@
+"""Shapes of the serverless backfill: the SQS message bodies and the rows the planner reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from chalicelib.marketdata.models import Timeframe
+
+Market = Literal["stocks", "crypto"]
+
+# Asset classes each market's grouped-daily endpoint answers for (US stocks include ETFs).
+MARKET_ASSET_CLASSES: dict[Market, tuple[str, ...]] = {
+    "stocks": ("stock", "etf"),
+    "crypto": ("crypto",),
+}
+
+
+class SymbolBackfill(
+    msgspec.Struct, tag="symbol", tag_field="kind", forbid_unknown_fields=True, frozen=True
+):
+    """Bring one (symbol, timeframe) up to `window` with its own range requests."""
+
+    symbol: Annotated[str, Meta(pattern=r"^[A-Z0-9][A-Z0-9.]{0,14}$")]
+    timeframe: Timeframe
+    window: date
+
+    @property
+    def identity(self) -> PlanIdentity:
+        return PlanIdentity("symbol", self.symbol, self.timeframe, self.window)
+
+
+class GroupedDailyBackfill(
+    msgspec.Struct, tag="grouped_daily", tag_field="kind", forbid_unknown_fields=True, frozen=True
+):
+    """Write `window`'s daily bar of `symbols` from one grouped request for `market`.
+
+    The symbols are named because only those the plan chose are safe to serve this way: a symbol
+    with no bars, or a longer gap, needs its range requests first (a lone new bar would hide the
+    hole before it). The identity leaves them out: a market date is queued once.
+    """
+
+    market: Market
+    window: date
+    symbols: list[Annotated[str, Meta(pattern=r"^[A-Z0-9][A-Z0-9.]{0,14}$")]]
+    timeframe: Literal["1d"] = "1d"
+
+    @property
+    def identity(self) -> PlanIdentity:
+        return PlanIdentity("grouped_daily", self.market, self.timeframe, self.window)
+
+
+BackfillMessage = SymbolBackfill | GroupedDailyBackfill
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PlanIdentity:
+    """What makes two messages the same work: a repeated plan sends an identity once."""
+
+    kind: str
+    target: str
+    timeframe: str
+    window_date: date
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}/{self.timeframe}/{self.window_date.isoformat()}"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanUnit:
+    """One active (symbol, timeframe) and the start of its newest stored bar (None: no bars)."""
+
+    symbol: str
+    asset_class: str
+    timeframe: str
+    newest: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanMessageRow:
+    """A `backfill_plan_messages` row as the worker reads it."""
+
+    kind: str
+    target: str
+    timeframe: str
+    window_date: date
+    sent_at: datetime | None
+    completed_at: datetime | None
+    attempts: int
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(BackfillMessage)
+
+
+def encode_message(message: BackfillMessage) -> str:
+    return _encoder.encode(message).decode()
+
+
+def decode_message(body: str | bytes) -> BackfillMessage:
+    """Raises msgspec.DecodeError (not JSON) or msgspec.ValidationError (wrong shape)."""
+    message: BackfillMessage = _decoder.decode(body)
+    return message
