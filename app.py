@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from chalice import Chalice
+from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib import jobs
+from chalicelib.config import get_settings
 from chalicelib.errors import AppError
 from chalicelib.health.routes import bp as health_bp
 from chalicelib.health.service import ensure_schema_current
@@ -16,6 +18,8 @@ from chalicelib.keys.authorizer import bp as authorizer_bp
 from chalicelib.marketdata.routes import bp as marketdata_bp
 from chalicelib.openapi import DOCUMENT_PATH
 from chalicelib.openapi import bp as openapi_bp
+from chalicelib.ops import handlers as ops
+from chalicelib.ops.observability import configure_logging
 from chalicelib.symbols.routes import bp as symbols_bp
 
 app = Chalice(app_name="mdw")
@@ -44,3 +48,37 @@ def migrate(event: dict[str, Any], context: Any) -> dict[str, Any]:
     the invocation itself fails (and `chalice invoke` exits non-zero) with the runner's message."""
     dry_run = bool((event or {}).get("dry_run", False))
     return jobs.migrate(dry_run=dry_run).as_dict()
+
+
+# Serverless operations (docs/DEPLOYMENT.md). The schedules (UTC) and the worker's batch size
+# are settings, read when the app loads; `chalice package` loads it with the stage's variables.
+configure_logging()
+_settings = get_settings()
+
+
+@app.schedule(_settings.backfill_stocks_schedule, name="backfill_planner")
+def backfill_planner(event: CloudWatchEvent) -> dict[str, Any]:
+    """After the US close on weekdays: queue the day's backfill of stocks and ETFs."""
+    return ops.plan_backfill(event.to_dict(), event.context, market="stocks")
+
+
+@app.schedule(_settings.backfill_crypto_schedule, name="backfill_planner_crypto")
+def backfill_planner_crypto(event: CloudWatchEvent) -> dict[str, Any]:
+    """Once the UTC day is over: queue the day's backfill of crypto."""
+    return ops.plan_backfill(event.to_dict(), event.context, market="crypto")
+
+
+@app.on_sqs_message(
+    queue=_settings.backfill_queue_name,
+    batch_size=_settings.backfill_worker_batch_size,
+    name="backfill_worker",
+)
+def backfill_worker(event: SQSEvent) -> dict[str, Any]:
+    """Run queued backfills; answers the failed records' ids, so only they are retried."""
+    return ops.work_backfill(event.to_dict(), event.context)
+
+
+@app.schedule(_settings.audit_archive_schedule, name="audit_archiver")
+def audit_archiver(event: CloudWatchEvent) -> dict[str, Any]:
+    """Daily: move audit rows past the retention to S3, then delete them."""
+    return ops.archive_audit(event.to_dict(), event.context)
