@@ -36,6 +36,12 @@ LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
 ENVELOPE_HEADROOM = 16 * 1024
 MAX_RESPONSE_BYTES = LAMBDA_RESPONSE_LIMIT - ENVELOPE_HEADROOM
 
+# Every encoded bar starts with its time; two bars meet at `},{"time":`.
+_BAR_START = b'{"time":'
+_BAR_SEPARATOR = b"}," + _BAR_START
+# A cursor's length varies by a few digits with the time it carries.
+_CURSOR_SLACK = 64
+
 _FAR_PAST = datetime(1, 1, 1, tzinfo=UTC)
 _FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 _encoder = msgspec.json.Encoder()
@@ -44,6 +50,12 @@ _encoder = msgspec.json.Encoder()
 def wire_size(body: bytes) -> int:
     """Bytes `body` occupies inside the Lambda proxy response, after JSON string escaping."""
     return len(body) + body.count(b'"') + body.count(b"\\")
+
+
+# The fewest wire bytes one bar can take (a time is always at least 20 characters, a number
+# at least 3), plus its comma: no page holds more bars than the budget divided by this.
+_SMALLEST_BAR = Bar(_FAR_PAST, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, True, [])
+_MIN_BAR_WIRE_BYTES = wire_size(_encoder.encode(_SMALLEST_BAR)) + 1
 
 
 def historical_page(
@@ -65,7 +77,9 @@ def historical_page(
     if query.cursor is not None:
         after = decode_cursor(query.cursor, cursor_query, secret=secret)
 
-    # One extra row tells whether another page exists without a second query.
+    # One extra row tells whether another page exists without a second query; no more rows
+    # are read than could possibly fit in the response.
+    fits_at_most = max_response_bytes // _MIN_BAR_WIRE_BYTES + 1
     rows = repository.get_bars_page(
         conn,
         symbol=symbol,
@@ -74,36 +88,50 @@ def historical_page(
         end_before=_day_start(query.end + timedelta(days=1)) if query.end else _FAR_FUTURE,
         after=after,
         validated_only=query.validated_only,
-        limit=query.limit + 1,
+        limit=min(query.limit, fits_at_most) + 1,
     )
     bars = rows[: query.limit]
     more = len(rows) > query.limit
 
-    def encode(page_bars: list[Bar], has_more: bool) -> bytes:
-        next_cursor = (
-            encode_cursor(cursor_query, page_bars[-1].time, secret=secret)
-            if has_more and page_bars
-            else None
-        )
-        page = HistoricalPage(
+    def page(count: int, bars_json: bytes, next_after: datetime | None) -> bytes:
+        next_cursor = encode_cursor(cursor_query, next_after, secret=secret) if next_after else None
+        envelope = HistoricalPage(
             symbol=symbol,
             timeframe=query.timeframe,
             start=query.start,
             end=query.end,
-            count=len(page_bars),
-            bars=page_bars,
+            count=count,
+            bars=[],
             next_cursor=next_cursor,
         )
-        return _encoder.encode(page)
+        # The bars are encoded once, as one array, and spliced in: re-encoding a page of tens
+        # of thousands of bars to trim it would double the cost of the largest responses.
+        return _encoder.encode(envelope).replace(b'"bars":[]', b'"bars":' + bars_json, 1)
 
-    body = encode(bars, more)
-    while wire_size(body) > max_response_bytes and len(bars) > 1:
-        # Bars of one query are close in size, so scaling by the overshoot lands near the
-        # largest page that fits; the margin makes a second pass rare.
-        keep = int(len(bars) * max_response_bytes / wire_size(body) * 0.98)
-        bars = bars[: max(1, min(keep, len(bars) - 1))]
-        body = encode(bars, True)
-    return body
+    bars_json = _encoder.encode(bars)
+    body = page(len(bars), bars_json, bars[-1].time if more and bars else None)
+    if wire_size(body) <= max_response_bytes:
+        return body
+
+    # Too large: keep the longest run of whole bars that fits, and continue after the last.
+    budget = max_response_bytes - (wire_size(body) - wire_size(bars_json)) - _CURSOR_SLACK
+    count, prefix = _bars_within(bars_json, budget)
+    return page(count, prefix, bars[count - 1].time)
+
+
+def _bars_within(bars_json: bytes, budget: int) -> tuple[int, bytes]:
+    """The longest prefix of the encoded array `bars_json` that holds whole bars and stays
+    within `budget` wire bytes, closed as an array; at least one bar."""
+    # Start near where the budget runs out (bars of one query are close in size), then step
+    # back bar by bar until it fits.
+    density = wire_size(bars_json) / len(bars_json)
+    end = bars_json.rfind(_BAR_SEPARATOR, 0, int(budget / density))
+    while end > 0 and wire_size(bars_json[: end + 1]) + 1 > budget:
+        end = bars_json.rfind(_BAR_SEPARATOR, 0, end)
+    if end <= 0:
+        end = bars_json.find(_BAR_SEPARATOR)
+    prefix = bars_json[: end + 1] + b"]"
+    return prefix.count(_BAR_START), prefix
 
 
 def list_active_symbols(conn: Connection) -> SymbolSummaryList:

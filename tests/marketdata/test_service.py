@@ -1,0 +1,114 @@
+"""Pages of bars stay under Lambda's response limit and continue exactly where they stopped."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import msgspec
+
+from chalicelib import db
+from chalicelib.marketdata.models import HistoricalQuery
+from chalicelib.marketdata.service import LAMBDA_RESPONSE_LIMIT, historical_page, wire_size
+from tests.factories import make_bars, make_symbol
+
+SEED_MINUTES = """
+INSERT INTO bars (symbol, timeframe, time, open, high, low, close, volume, vwap, trades,
+                  validated, flags)
+SELECT 'AAPL', '1m', '2024-01-02T14:30:00Z'::timestamptz + n * interval '1 minute',
+       187.123456 + n, 188.123456 + n, 186.123456 + n, 187.523456 + n, 12345.678 + n,
+       187.323456 + n, 100 + n, true, '{}'
+FROM generate_series(0, %(count)s - 1) AS n
+"""
+
+
+def minutes(count: int) -> list[datetime]:
+    first = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+    return [first + timedelta(minutes=n) for n in range(count)]
+
+
+def decode(body: bytes) -> dict[str, object]:
+    result: dict[str, object] = msgspec.json.decode(body)
+    return result
+
+
+def test_page_cut_by_size_ends_on_a_whole_bar_and_the_cursor_continues(
+    conn: db.Connection,
+) -> None:
+    make_symbol(conn, "AAPL", timeframes=["1m"])
+    make_bars(conn, "AAPL", minutes(50), timeframe="1m")
+    budget = 4000
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        body = historical_page(
+            conn,
+            "AAPL",
+            HistoricalQuery(timeframe="1m", limit=1000, cursor=cursor),
+            max_response_bytes=budget,
+        )
+        page = decode(body)
+        pages += 1
+        assert wire_size(body) <= budget
+        assert page["count"] == len(page["bars"])  # type: ignore[arg-type]
+        seen += [bar["time"] for bar in page["bars"]]  # type: ignore[attr-defined]
+        cursor = page["next_cursor"]  # type: ignore[assignment]
+        if cursor is None:
+            break
+
+    assert pages > 2
+    assert seen == [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in minutes(50)]
+
+
+def test_a_full_minute_page_stays_under_the_lambda_limit(conn: db.Connection) -> None:
+    make_symbol(conn, "AAPL", timeframes=["1m"])
+    conn.execute(SEED_MINUTES, {"count": 45_000})
+
+    body = historical_page(conn, "AAPL", HistoricalQuery(timeframe="1m", limit=100_000))
+
+    page = decode(body)
+    # The payload Lambda returns: the body as a JSON string inside the proxy envelope.
+    envelope = json.dumps(
+        {
+            "statusCode": 200,
+            "headers": {"Content-Type": "application/json"},
+            "multiValueHeaders": {},
+            "body": body.decode(),
+        }
+    )
+    assert len(envelope.encode()) <= LAMBDA_RESPONSE_LIMIT
+    assert len(envelope.encode()) > LAMBDA_RESPONSE_LIMIT * 0.95
+    assert 0 < page["count"] < 45_000  # type: ignore[operator]
+    assert page["next_cursor"] is not None
+
+
+def test_page_without_more_bars_has_no_cursor(conn: db.Connection) -> None:
+    make_symbol(conn, "AAPL")
+    make_bars(conn, "AAPL", [datetime(2024, 1, 2, 5, tzinfo=UTC)])
+
+    page = decode(historical_page(conn, "AAPL", HistoricalQuery(limit=1)))
+
+    assert page["count"] == 1
+    assert page["next_cursor"] is None
+
+
+def test_end_date_is_inclusive_through_the_last_minute_of_the_day(conn: db.Connection) -> None:
+    make_symbol(conn, "BTC", asset_class="crypto", timeframes=["1m"])
+    make_bars(
+        conn,
+        "BTC",
+        [datetime(2024, 1, 1, 23, 59, tzinfo=UTC), datetime(2024, 1, 2, 0, 0, tzinfo=UTC)],
+        timeframe="1m",
+    )
+
+    page = decode(
+        historical_page(
+            conn,
+            "btc",
+            HistoricalQuery(timeframe="1m", start=date(2024, 1, 1), end=date(2024, 1, 1)),
+        )
+    )
+
+    assert [bar["time"] for bar in page["bars"]] == ["2024-01-01T23:59:00Z"]  # type: ignore[attr-defined]
