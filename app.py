@@ -71,6 +71,7 @@ def backfill_planner_crypto(event: CloudWatchEvent) -> dict[str, Any]:
 @app.on_sqs_message(
     queue=_settings.backfill_queue_name,
     batch_size=_settings.backfill_worker_batch_size,
+    maximum_concurrency=_settings.backfill_worker_max_concurrency,
     name="backfill_worker",
 )
 def backfill_worker(event: SQSEvent) -> dict[str, Any]:

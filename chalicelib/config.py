@@ -108,6 +108,7 @@ class Settings:
     backfill_stocks_schedule: str
     backfill_crypto_schedule: str
     backfill_worker_batch_size: int
+    backfill_worker_max_concurrency: int | None
     backfill_max_receive_count: int
     audit_archive_schedule: str
     audit_archive_batch_rows: int
@@ -161,6 +162,13 @@ class Settings:
             ),
             backfill_worker_batch_size=_int(
                 env, "BACKFILL_WORKER_BATCH_SIZE", 5, minimum=1, maximum=10
+            ),
+            # SQS pollers the worker may use at once (AWS allows 2 to 1000); set it to the
+            # worker's reserved concurrency so SQS never throttles into the dead-letter queue.
+            backfill_worker_max_concurrency=(
+                _int(env, "BACKFILL_WORKER_MAX_CONCURRENCY", 2, minimum=2, maximum=1000)
+                if _optional(env, "BACKFILL_WORKER_MAX_CONCURRENCY")
+                else None
             ),
             backfill_max_receive_count=_int(env, "BACKFILL_MAX_RECEIVE_COUNT", 5, minimum=1),
             audit_archive_schedule=_schedule(env, "AUDIT_ARCHIVE_SCHEDULE", "cron(30 4 * * ? *)"),
