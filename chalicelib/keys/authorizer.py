@@ -2,24 +2,36 @@
 
 API Gateway caches one policy per token for every route, so the policy lists every route the
 key's scopes reach, not only the one requested. Keys with `admin` reach everything; `read` keys
-reach every route outside `/api/v1/admin/`.
+reach every route outside `/api/v1/admin/`, so a `read` key on an admin route gets API
+Gateway's (or the local server's) 403. A malformed token is refused without touching the
+database; a well-formed one that fails is refused and recorded in the audit log.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+
 from chalice import AuthResponse, Blueprint
-from chalice.app import AuthRequest
+from chalice.app import AuthRequest, AuthRoute
 
 from chalicelib import db
-from chalicelib.keys import repository, tokens
+from chalicelib.errors import AppError
+from chalicelib.keys import access, repository, tokens
+from chalicelib.keys.models import EVENT_AUTH_FAILED
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint(__name__)
 
-ADMIN_PREFIX = "/api/v1/admin/"
-
-
-class _Unauthorized(Exception):
-    pass
+ADMIN_PREFIX = access.ADMIN_PREFIX
+POLICY_TTL_SECONDS = 300
+_PATH_PARAMETER = re.compile(r"\{[^/]+\}")
+_PARSEABLE_PREFIX = re.compile(
+    "^"
+    + re.escape(tokens.PREFIX)
+    + f"[0-9A-Za-z]{{{tokens.DISPLAY_PREFIX_LENGTH - len(tokens.PREFIX)}}}"
+)
 
 
 def _deny() -> Exception:
@@ -30,10 +42,25 @@ def _deny() -> Exception:
         from chalice.local import NotAuthorizedError
     except ImportError:
         return Exception("Unauthorized")
-    return NotAuthorizedError("Unauthorized")
+    return NotAuthorizedError(
+        {"x-amzn-ErrorType": "UnauthorizedException"}, b'{"message":"Unauthorized"}'
+    )
+
+
+def _unavailable() -> Exception:
+    # Any other exception makes API Gateway answer 500; the local server's equivalent is its
+    # InvalidAuthorizerError. Refusing with 401 would hide an outage behind a "bad key".
+    try:
+        from chalice.local import InvalidAuthorizerError
+    except ImportError:
+        return RuntimeError("authorizer could not reach the database")
+    return InvalidAuthorizerError(
+        {"x-amzn-ErrorType": "AuthorizerFailureException"}, b'{"message":null}'
+    )
 
 
 def bearer_token(header: str | None) -> str | None:
+    """The token of `Bearer <token>` (scheme case-insensitive), or None."""
     if not header:
         return None
     scheme, _, token = header.partition(" ")
@@ -42,24 +69,90 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip()
 
 
-def routes_for_scopes(scopes: list[str], all_routes: list[str]) -> list[str]:
-    if "admin" in scopes:
-        return sorted(all_routes)
-    return sorted(path for path in all_routes if not path.startswith(ADMIN_PREFIX))
+def parseable_prefix(token: str) -> str | None:
+    """The display prefix of something shaped like a key, to tell attempts apart in logs and
+    the audit log; never more of the token than a display prefix."""
+    match = _PARSEABLE_PREFIX.match(token)
+    return match.group(0) if match else None
 
 
-@bp.authorizer(ttl_seconds=300)
+def policy_route(path: str) -> str:
+    """A route as a policy resource: path parameters match any one value."""
+    return _PATH_PARAMETER.sub("*", path)
+
+
+def routes_for_scopes(scopes: list[str], all_routes: list[str]) -> list[str | AuthRoute]:
+    """Every route these scopes reach, as policy resources (all methods)."""
+    reachable = {policy_route(path) for path in all_routes if access.reaches_route(scopes, path)}
+    return list(sorted(reachable))
+
+
+def _method_and_path(method_arn: str) -> tuple[str | None, str | None]:
+    """`arn:aws:execute-api:region:account:api/stage/GET/a/b` → ("GET", "/a/b")."""
+    resource = method_arn.split(":", 5)[-1]
+    parts = resource.split("/", 3)
+    if len(parts) < 3:
+        return None, None
+    return parts[2], "/" + (parts[3] if len(parts) > 3 else "")
+
+
+def _record_failure(
+    auth_request: AuthRequest, *, reason: str, key_prefix: str, key_id: int | None
+) -> None:
+    method, path = _method_and_path(auth_request.method_arn or "")
+    log.info("API key refused: %s (key %s, %s %s)", reason, key_prefix, method or "-", path or "-")
+    try:
+        with db.connection() as conn:
+            repository.insert_audit_event(
+                conn,
+                event=EVENT_AUTH_FAILED,
+                key_id=key_id,
+                key_prefix=key_prefix,
+                reason=reason,
+                method=method,
+                path=path,
+                status_code=401,
+            )
+    except AppError as exc:
+        log.error("could not record a refused API key in the audit log: %s", exc.message)
+
+
+@bp.authorizer(ttl_seconds=POLICY_TTL_SECONDS)
 def api_key_authorizer(auth_request: AuthRequest) -> AuthResponse:
     token = bearer_token(auth_request.token)
-    if token is None or not tokens.is_well_formed(token):
+    if token is None:
+        log.info("API key refused: no bearer token")
         raise _deny()
-    with db.connection() as conn:
-        key = repository.get_key_by_hash(conn, tokens.hash_key(token))
-    if key is None or not key.active:
+    if not tokens.is_well_formed(token):
+        # No database work for tokens that cannot be keys: a flood of garbage costs nothing
+        # but this log line.
+        log.info("API key refused: malformed (prefix %s)", parseable_prefix(token) or "-")
         raise _deny()
-    all_routes = list(bp.current_app.routes)
+    key_prefix = tokens.display_prefix(token)
+    try:
+        credential = access.credential_by_hash(tokens.hash_key(token), key_prefix)
+    except AppError as exc:
+        log.error("authorizer could not check a key: %s", exc.message)
+        raise _unavailable() from None
+    if credential is None:
+        _record_failure(
+            auth_request, reason=access.REASON_UNKNOWN, key_prefix=key_prefix, key_id=None
+        )
+        raise _deny()
+    status = credential.status
+    reason = access.refusal_reason(status, credential.which, access.utc_now())
+    if reason is not None:
+        _record_failure(auth_request, reason=reason, key_prefix=key_prefix, key_id=status.id)
+        raise _deny()
+    # API Gateway turns context values into strings; the local server passes them as they
+    # are. Strings from the start make both the same.
     return AuthResponse(
-        routes=routes_for_scopes(key.scopes, all_routes),
-        principal_id=str(key.id),
-        context={"key_id": str(key.id), "scopes": ",".join(key.scopes)},
+        routes=routes_for_scopes(status.scopes, list(bp.current_app.routes)),
+        principal_id=str(status.id),
+        context={
+            "key_id": str(status.id),
+            "key_prefix": key_prefix,
+            "credential": str(credential.which),
+            "scopes": ",".join(status.scopes),
+        },
     )

@@ -1,0 +1,199 @@
+"""The request middleware for routes behind the API key authorizer.
+
+API Gateway skips the authorizer while it has a token's policy cached, and a TOKEN authorizer
+never sees the caller's address, so on every authorized request this re-checks the key's status
+(from the in-container cache: no query while it is fresh), its scopes, its IP allow-list and
+its rate limit, and writes one audit row.
+
+Cost: one database round trip per request, after the view: the audit INSERT, which for a key
+with a rate limit also counts the key's last minute in the same statement. The rate-limit
+decision for the next request is taken from what that statement returned, so no query runs
+before the view. The window is shared through PostgreSQL, so the limit holds across
+containers; a container only learns of other containers' requests when it writes its own row,
+so each container can let one request beyond the limit through per window (docs:
+API_KEY_MANAGEMENT.md, "Rate limits").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+from chalice.app import Request
+
+from chalicelib import db
+from chalicelib.errors import AppError, Forbidden, RateLimited, Unauthorized
+from chalicelib.http import error_response
+from chalicelib.keys import access, repository
+from chalicelib.keys.models import EVENT_AUTH_FAILED, KeyStatus, RequestRecord
+
+log = logging.getLogger(__name__)
+
+_PATH_PARAMETER = re.compile(r"\{([^/{}]+)\}")
+_MAX_PATH = 2048
+
+
+class RateLimiter:
+    """Per key: until when (monotonic) its window is full, as the last audit write said."""
+
+    def __init__(self) -> None:
+        self._full_until: dict[int, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def seconds_blocked(self, key_id: int, limit: int) -> float:
+        """Seconds until the key may be served again (0: now). A changed limit starts over."""
+        entry = self._full_until.get(key_id)
+        if entry is None or entry[0] != limit:
+            return 0.0
+        return max(0.0, entry[1] - time.monotonic())
+
+    def observe(self, key_id: int, limit: int, *, used: int, seconds_until_slot: float) -> None:
+        with self._lock:
+            if used >= limit and seconds_until_slot > 0:
+                self._full_until[key_id] = (limit, time.monotonic() + seconds_until_slot)
+            else:
+                self._full_until.pop(key_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._full_until.clear()
+
+
+rate_limiter = RateLimiter()
+
+
+def source_ip_of(event: Request) -> str | None:
+    raw = (event.context.get("identity") or {}).get("sourceIp")
+    if not raw:
+        return None
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return None
+
+
+def request_id_of(event: Request) -> str | None:
+    # API Gateway's id (also in its x-amzn-RequestId header); the local server has none, so
+    # its invocation id stands in.
+    request_id = event.context.get("requestId") or getattr(
+        event.lambda_context, "aws_request_id", None
+    )
+    return str(request_id)[:200] if request_id else None
+
+
+def _path(route: str, uri_params: dict[str, str] | None) -> str:
+    """The requested path without the stage prefix: the route with its parameters filled in."""
+    params = uri_params or {}
+    path = _PATH_PARAMETER.sub(lambda match: params.get(match.group(1), match.group(0)), route)
+    return path[:_MAX_PATH]
+
+
+def _record(
+    record: RequestRecord, *, event: str | None = None, status: KeyStatus | None = None
+) -> None:
+    """Write the request's audit row (and learn the rate window); never fail the request."""
+    try:
+        with db.connection() as conn:
+            if event == EVENT_AUTH_FAILED:
+                repository.insert_audit_event(
+                    conn,
+                    event=EVENT_AUTH_FAILED,
+                    key_id=record.key_id,
+                    key_prefix=record.key_prefix,
+                    reason=record.reason,
+                    method=record.method,
+                    route=record.route,
+                    path=record.path,
+                    status_code=record.status_code,
+                    latency_ms=record.latency_ms,
+                    source_ip=record.source_ip,
+                    request_id=record.request_id,
+                )
+                return
+            limit = status.rate_limit_per_minute if status else None
+            if limit is None or record.reason is not None:
+                repository.record_request(conn, record)
+                return
+            window = repository.record_request_in_window(conn, record, rate_limit_per_minute=limit)
+        rate_limiter.observe(
+            record.key_id, limit, used=window.used, seconds_until_slot=window.seconds_until_slot
+        )
+    except AppError as exc:
+        log.error("could not write the audit row of request %s: %s", record.request_id, exc)
+    except Exception:
+        log.exception("could not write the audit row of request %s", record.request_id)
+
+
+def enforce_key_policy(event: Request, get_response: Callable[[Request], Response]) -> Any:
+    """Key status, scope, IP allow-list and rate limit before the view; the audit row after."""
+    authorizer_context = event.context.get("authorizer") or {}
+    raw_key_id = authorizer_context.get("key_id")
+    if raw_key_id is None:
+        return get_response(event)  # a public route: no authorizer ran
+    started = time.perf_counter()
+    key_id = int(raw_key_id)
+    key_prefix = authorizer_context.get("key_prefix")
+    route = event.path
+
+    def record(status_code: int, reason: str | None = None) -> RequestRecord:
+        return RequestRecord(
+            key_id=key_id,
+            key_prefix=key_prefix,
+            method=event.method,
+            route=route,
+            path=_path(route, event.uri_params),
+            status_code=status_code,
+            latency_ms=round((time.perf_counter() - started) * 1000),
+            source_ip=source_ip_of(event),
+            request_id=request_id_of(event),
+            reason=reason,
+        )
+
+    try:
+        status = access.status_by_id(key_id)
+    except AppError as exc:
+        return error_response(exc)
+
+    which = access.credential_for(status, key_prefix or "") if status else None
+    reason = access.refusal_reason(status, which, access.utc_now())
+    if reason is not None or status is None:
+        _record(record(401, reason), event=EVENT_AUTH_FAILED)
+        return error_response(Unauthorized(f"the API key is not valid ({reason})"))
+
+    if not access.reaches_route(status.scopes, route):
+        _record(record(403, access.REASON_SCOPE), status=status)
+        return error_response(Forbidden("this API key's scopes do not include this route"))
+
+    source_ip = source_ip_of(event)
+    if not access.source_ip_allowed(status.allowed_cidrs, source_ip):
+        _record(record(403, access.REASON_SOURCE_IP), status=status)
+        return error_response(
+            Forbidden(f"this API key may not be used from {source_ip or 'an unknown address'}")
+        )
+
+    limit = status.rate_limit_per_minute
+    if limit is not None:
+        wait = rate_limiter.seconds_blocked(key_id, limit)
+        if wait > 0:
+            _record(record(429, access.REASON_RATE_LIMITED), status=status)
+            return error_response(
+                RateLimited(
+                    f"this API key is limited to {limit} requests per minute",
+                    retry_after=max(1, math.ceil(wait)),
+                )
+            )
+
+    status_code = 500
+    try:
+        response = get_response(event)
+        status_code = response.status_code
+        return response
+    finally:
+        _record(record(status_code), status=status)

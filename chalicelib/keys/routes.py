@@ -1,0 +1,234 @@
+"""Admin endpoints for API keys: `/api/v1/admin/api-keys…`. No response carries a hash; the
+raw key appears only in the create and rotate responses."""
+
+from __future__ import annotations
+
+import msgspec
+from chalice import Blueprint, Response
+from chalice.app import Request
+
+from chalicelib import db
+from chalicelib.http import json_response, json_view, parse_body, parse_id, parse_query
+from chalicelib.keys import access, service
+from chalicelib.keys.authorizer import api_key_authorizer
+from chalicelib.keys.middleware import request_id_of, source_ip_of
+from chalicelib.keys.models import (
+    Actor,
+    AuditEntryOut,
+    AuditPageOut,
+    AuditQuery,
+    CreatedKeyOut,
+    CreateKeyRequest,
+    KeyList,
+    KeyOut,
+    ListKeysQuery,
+    RotateKeyRequest,
+    UpdateKeyRequest,
+)
+from chalicelib.openapi import operation
+
+bp = Blueprint(__name__)
+
+KEYS = "/api/v1/admin/api-keys"
+KEY = KEYS + "/{key_id}"
+TAG = "API keys"
+KEY_PARAMETER = {"key_id": "The key's numeric id (from the list, or the create response)."}
+
+
+def _request() -> Request:
+    request = bp.current_request
+    assert request is not None
+    return request
+
+
+def _body(request: Request) -> bytes:
+    raw = request.raw_body
+    return raw.encode() if isinstance(raw, str) else raw
+
+
+def _actor(request: Request) -> Actor:
+    context = request.context.get("authorizer") or {}
+    who = f"key {context.get('key_id', '?')} ({context.get('key_prefix', '?')})"
+    return Actor(who=who, request_id=request_id_of(request), source_ip=source_ip_of(request))
+
+
+@bp.route(KEYS, methods=["POST"], authorizer=api_key_authorizer)
+@operation(
+    "POST",
+    KEYS,
+    summary="Create an API key",
+    description="Answers 201 with the raw key in `api_key`: shown once, store it. "
+    "`expires_at` must be in the future; `allowed_cidrs` restricts the source addresses "
+    "(none: any); `rate_limit_per_minute` caps the key's requests (none: no limit).",
+    scope="admin",
+    tag=TAG,
+    body=CreateKeyRequest,
+    response=CreatedKeyOut,
+    status=201,
+    errors=(400, 409, 413),
+)
+@json_view
+def create_api_key() -> Response:
+    request = _request()
+    body = parse_body(_body(request), CreateKeyRequest)
+    with db.connection() as conn, conn.transaction():
+        created = service.create_key(
+            conn,
+            name=body.name,
+            scopes=list(body.scopes),
+            expires_at=body.expires_at,
+            allowed_cidrs=body.allowed_cidrs,
+            rate_limit_per_minute=body.rate_limit_per_minute,
+            actor=_actor(request),
+        )
+    return json_response(CreatedKeyOut.from_created(created, access.utc_now()), status=201)
+
+
+@bp.route(KEYS, methods=["GET"], authorizer=api_key_authorizer)
+@operation(
+    "GET",
+    KEYS,
+    summary="List API keys",
+    description="`active_only=true`: only keys that would authenticate now. Usage counters "
+    "include requests audited more than a few seconds ago.",
+    scope="admin",
+    tag=TAG,
+    query=ListKeysQuery,
+    response=KeyList,
+    errors=(400,),
+)
+@json_view
+def list_api_keys() -> Response:
+    query = parse_query(_request().query_params, ListKeysQuery)
+    with db.connection() as conn, conn.transaction():
+        keys = service.list_keys(conn, active_only=query.active_only)
+    now = access.utc_now()
+    return json_response(
+        KeyList(items=[KeyOut.from_key(key, now) for key in keys], count=len(keys))
+    )
+
+
+@bp.route(KEY, methods=["GET"], authorizer=api_key_authorizer)
+@operation(
+    "GET",
+    KEY,
+    summary="Show an API key",
+    scope="admin",
+    tag=TAG,
+    response=KeyOut,
+    errors=(400, 404),
+    path_parameters=KEY_PARAMETER,
+)
+@json_view
+def show_api_key(key_id: str) -> Response:
+    parsed_id = parse_id(key_id)
+    with db.connection() as conn, conn.transaction():
+        key = service.get_key(conn, parsed_id)
+    return json_response(KeyOut.from_key(key, access.utc_now()))
+
+
+@bp.route(KEY, methods=["PUT"], authorizer=api_key_authorizer)
+@operation(
+    "PUT",
+    KEY,
+    summary="Change, revoke or restore an API key",
+    description="Fields that are absent stay as they are; `null` clears `expires_at` or "
+    "`rate_limit_per_minute`. `active: false` revokes, `active: true` restores; either is a "
+    "no-op (200, unchanged) when the key is already in that state. Restoring an expired key "
+    "is refused (409) unless the same request sets a later `expires_at`. Warm containers "
+    "notice within `AUTH_CACHE_TTL_SECONDS`.",
+    scope="admin",
+    tag=TAG,
+    body=UpdateKeyRequest,
+    response=KeyOut,
+    errors=(400, 404, 409, 413),
+    path_parameters=KEY_PARAMETER,
+)
+@json_view
+def update_api_key(key_id: str) -> Response:
+    request = _request()
+    parsed_id = parse_id(key_id)
+    changes = parse_body(_body(request), UpdateKeyRequest)
+    with db.connection() as conn, conn.transaction():
+        key = service.update_key(conn, parsed_id, changes, actor=_actor(request))
+    access.statuses.clear()  # this container sees the change at once, others within the TTL
+    return json_response(KeyOut.from_key(key, access.utc_now()))
+
+
+@bp.route(KEY, methods=["DELETE"], authorizer=api_key_authorizer)
+@operation(
+    "DELETE",
+    KEY,
+    summary="Delete an API key for good (its audit history stays)",
+    scope="admin",
+    tag=TAG,
+    status=204,
+    errors=(400, 404),
+    path_parameters=KEY_PARAMETER,
+)
+@json_view
+def delete_api_key(key_id: str) -> Response:
+    request = _request()
+    parsed_id = parse_id(key_id)
+    with db.connection() as conn, conn.transaction():
+        service.delete_key(conn, parsed_id, actor=_actor(request))
+    access.statuses.clear()
+    return Response(body="", status_code=204)
+
+
+@bp.route(KEY + "/rotate", methods=["POST"], authorizer=api_key_authorizer)
+@operation(
+    "POST",
+    KEY + "/rotate",
+    summary="Rotate an API key",
+    description="A new raw key (in `api_key`, shown once) for the same key and settings. "
+    "The old key keeps working for `grace_seconds` (default 0), never past the key's own "
+    "expiry. The body is optional.",
+    scope="admin",
+    tag=TAG,
+    body=RotateKeyRequest,
+    response=CreatedKeyOut,
+    errors=(400, 404, 409, 413),
+    path_parameters=KEY_PARAMETER,
+)
+@json_view
+def rotate_api_key(key_id: str) -> Response:
+    request = _request()
+    parsed_id = parse_id(key_id)
+    # The body is optional: no body rotates with no grace period.
+    options = (
+        parse_body(_body(request), RotateKeyRequest) if request.raw_body else RotateKeyRequest()
+    )
+    with db.connection() as conn, conn.transaction():
+        created = service.rotate_key(
+            conn, parsed_id, grace_seconds=options.grace_seconds, actor=_actor(request)
+        )
+    access.statuses.clear()
+    return json_response(CreatedKeyOut.from_created(created, access.utc_now()))
+
+
+@bp.route(KEY + "/audit", methods=["GET"], authorizer=api_key_authorizer)
+@operation(
+    "GET",
+    KEY + "/audit",
+    summary="A key's audit log",
+    description="Newest first. `since` (inclusive) and `until` (exclusive) are times with a "
+    "zone; `status`, `route` (the route pattern, e.g. `/api/v1/symbols`) and `event` filter. "
+    "Still available after the key is deleted.",
+    scope="admin",
+    tag=TAG,
+    query=AuditQuery,
+    response=AuditPageOut,
+    errors=(400, 404),
+    path_parameters=KEY_PARAMETER,
+)
+@json_view
+def api_key_audit(key_id: str) -> Response:
+    parsed_id = parse_id(key_id)
+    query = parse_query(_request().query_params, AuditQuery)
+    with db.connection() as conn, conn.transaction():
+        page = service.audit_page(conn, parsed_id, query)
+    items = [msgspec.convert(row, AuditEntryOut, from_attributes=True) for row in page.items]
+    return json_response(
+        AuditPageOut(key_id=page.key_id, items=items, next_cursor=page.next_cursor)
+    )
