@@ -15,6 +15,8 @@ from chalicelib.health.routes import bp as health_bp
 from chalicelib.health.service import ensure_schema_current
 from chalicelib.http import error_response
 from chalicelib.keys.authorizer import bp as authorizer_bp
+from chalicelib.keys.middleware import enforce_key_policy
+from chalicelib.keys.routes import bp as keys_bp
 from chalicelib.marketdata.routes import bp as marketdata_bp
 from chalicelib.openapi import DOCUMENT_PATH
 from chalicelib.openapi import bp as openapi_bp
@@ -25,6 +27,7 @@ from chalicelib.symbols.routes import bp as symbols_bp
 app = Chalice(app_name="mdw")
 app.register_blueprint(authorizer_bp)
 app.register_blueprint(health_bp)
+app.register_blueprint(keys_bp)
 app.register_blueprint(symbols_bp)
 app.register_blueprint(marketdata_bp)
 app.register_blueprint(openapi_bp)
@@ -40,6 +43,11 @@ def require_current_schema(event: Any, get_response: Any) -> Any:
         except AppError as exc:
             return error_response(exc)
     return get_response(event)
+
+
+# After the schema check: key status, scope, IP allow-list, rate limit and the audit row for
+# every route behind the API key authorizer.
+app.register_middleware(enforce_key_policy, "http")
 
 
 @app.lambda_function(name="migrate")
