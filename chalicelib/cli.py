@@ -14,6 +14,7 @@ from chalicelib import db, jobs
 from chalicelib.backfill.cli import backfill_command
 from chalicelib.config import get_settings
 from chalicelib.errors import AppError
+from chalicelib.keys.cli import keys_group
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +47,7 @@ def main() -> None:
 
 
 main.add_command(backfill_command)
+main.add_command(keys_group)
 
 
 @main.group("db")
