@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 Connection = db.Connection
 TickerCheck = Callable[[str, str], None]
+CHECK_RETRIES = 1
+CHECK_MAX_BACKOFF_SECONDS = 1.0
 """Raises when the provider does not know (symbol, asset_class); see `check_ticker_exists`."""
 
 
@@ -49,8 +51,11 @@ def check_ticker_exists(symbol: str, asset_class: str) -> None:
     ticker = provider_ticker(symbol, asset_class)
     skip_hint = "set SYMBOL_CHECK_ON_ADD=false to add symbols without the check"
     try:
-        client = PolygonClient.from_settings(get_settings())
-        exists = client.ticker_exists(ticker)
+        # An operator is waiting, behind API Gateway's 29-second limit: one retry, short waits.
+        with PolygonClient.from_settings(
+            get_settings(), max_retries=CHECK_RETRIES, max_backoff=CHECK_MAX_BACKOFF_SECONDS
+        ) as client:
+            exists = client.ticker_exists(ticker)
     except PolygonAuthError:
         raise ServiceUnavailable(
             "cannot check the ticker: the market data provider rejected the configured API "
