@@ -404,3 +404,36 @@ def test_put_and_delete_of_unknown_symbol_are_404(
     assert response.status_code == 404
     assert response.json_body["error"]["code"] == "not_found"
     assert symbol_count(pinned_db) == 0
+
+
+# --- POST /api/v1/admin/symbols/{symbol}/backfill -----------------------------------------------
+
+
+def test_backfill_now_runs_each_timeframe_and_reports_it(
+    client: Any, pinned_db: db.Connection, admin: dict[str, str], provider: PolygonSimulator
+) -> None:
+    make_symbol(pinned_db, "ETH", asset_class="crypto", timeframes=["1d", "1w"])
+
+    response = client.http.post("/api/v1/admin/symbols/eth-usd/backfill", headers=admin)
+
+    assert response.status_code == 200
+    body = response.json_body
+    assert body["symbol"] == "ETH"
+    assert [(r["timeframe"], r["status"]) for r in body["results"]] == [
+        ("1d", "completed"),
+        ("1w", "completed"),
+    ]
+    stored = pinned_db.execute(
+        "SELECT timeframe, count(*) FROM bars WHERE symbol = 'ETH' GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert stored == [(r["timeframe"], r["bars_written"]) for r in body["results"]]
+    assert all(count > 0 for _, count in stored)
+
+
+def test_backfill_now_of_unknown_symbol_is_404(
+    client: Any, pinned_db: db.Connection, admin: dict[str, str]
+) -> None:
+    response = client.http.post("/api/v1/admin/symbols/NOPE/backfill", headers=admin)
+
+    assert response.status_code == 404
+    assert response.json_body["error"]["code"] == "not_found"
