@@ -71,7 +71,7 @@ class Operation:
 
     `query`, `body` and `response` are msgspec types (usually Structs), or for `response` a
     ready JSON schema dict. `errors` lists the statuses the route itself can answer with;
-    401/403 are added for protected routes and 503 for every route that uses the database.
+    401/403/429 are added for protected routes and 503 for every route that uses the database.
     """
 
     method: str
@@ -265,7 +265,8 @@ def _operation_id(op: Operation) -> str:
 def _error_statuses(op: Operation) -> list[int]:
     statuses = set(op.errors)
     if op.scope != "public":
-        statuses.update((401, 403))
+        # The request middleware applies every key's IP allow-list and rate limit.
+        statuses.update((401, 403, 429))
     if op.uses_database:
         statuses.add(503)
     return sorted(statuses)

@@ -59,7 +59,7 @@ def test_protected_routes_require_the_key_and_name_their_scope(document: dict[st
                 assert "401" not in op["responses"]
             else:
                 assert op["security"] == [{"apiKey": []}], (method, path)
-                assert {"401", "403"} <= set(op["responses"]), (method, path)
+                assert {"401", "403", "429"} <= set(op["responses"]), (method, path)
                 expected = "admin" if path.startswith("/api/v1/admin/") else "read"
                 assert op["x-scope"] == expected, (method, path)
 
@@ -125,6 +125,7 @@ def test_real_answers_match_their_documented_schemas(
         ("/api/v1/status", "/api/v1/status"),
         ("/api/v1/admin/symbols", "/api/v1/admin/symbols"),
         ("/api/v1/admin/symbols/{symbol}", "/api/v1/admin/symbols/AAPL"),
+        ("/api/v1/admin/api-keys", "/api/v1/admin/api-keys"),
     ]
     for template, url in checks:
         response = client.http.get(url, headers=headers)
