@@ -202,7 +202,7 @@ class _BadRequest(Exception):
 
 
 class _Bar(NamedTuple):
-    """A bar before rounding; prices are the unadjusted, split-free series."""
+    """A stamped bar before formatting (rounding happens only on the way out)."""
 
     t: int
     o: float
@@ -214,7 +214,9 @@ class _Bar(NamedTuple):
     n: int
 
 
-class _Day(NamedTuple):
+class _Ohlcv(NamedTuple):
+    """A bar not yet stamped: the minutes of a day get their times from the window asked for."""
+
     o: float
     h: float
     l: float  # noqa: E741 - Polygon's field name
@@ -358,8 +360,10 @@ def _day_of(ticker: str, day: date) -> _Bar:
     return series.bars[index]
 
 
-@lru_cache(maxsize=512)
-def _minutes_of_day(ticker: str, day: date, minutes: int) -> tuple[_Day, ...]:
+# Small: a day of crypto minutes is ~1,440 tuples; paging through a long minute range
+# regenerates the days that fell out, which costs about a millisecond each.
+@lru_cache(maxsize=128)
+def _minutes_of_day(ticker: str, day: date, minutes: int) -> tuple[_Ohlcv, ...]:
     """`minutes` one-minute bars that run from the day's open to its close, inside its range."""
     daily = _day_of(ticker, day)
     _, volatility, _, _ = _profile(ticker)
@@ -381,7 +385,7 @@ def _minutes_of_day(ticker: str, day: date, minutes: int) -> tuple[_Day, ...]:
     total_weight = sum(weights)
     crypto = _is_crypto(ticker)
 
-    result: list[_Day] = []
+    result: list[_Ohlcv] = []
     for index in range(minutes):
         open_, close = path[index], path[index + 1]
         high = min(daily.h, max(open_, close) * math.exp(draw() * half_width * 0.5))
@@ -390,7 +394,7 @@ def _minutes_of_day(ticker: str, day: date, minutes: int) -> tuple[_Day, ...]:
         if not crypto:
             volume = float(max(1, round(volume)))
         trades = max(1, round(daily.n * weights[index] / total_weight))
-        result.append(_Day(open_, high, low, close, volume, (high + low + close) / 3.0, trades))
+        result.append(_Ohlcv(open_, high, low, close, volume, (high + low + close) / 3.0, trades))
     return tuple(result)
 
 
@@ -430,7 +434,7 @@ def _market_date(ms: int, *, crypto: bool) -> date:
     return moment.date() if crypto else moment.astimezone(NEW_YORK).date()
 
 
-def _scale(bar: _Day | _Bar, t: int, divisor: float) -> _Bar:
+def _scale(bar: _Ohlcv | _Bar, t: int, divisor: float) -> _Bar:
     """Re-express a bar per post-split share: prices divided, volume multiplied."""
     if divisor == 1.0:
         return _Bar(t, bar.o, bar.h, bar.l, bar.c, bar.v, bar.vw, bar.n)
@@ -681,7 +685,7 @@ class PolygonSimulator:
 
     # -- answering -----------------------------------------------------------------------------
 
-    def respond(self, method: str, target: str, headers: Mapping[str, str]) -> _Response:
+    def _respond(self, method: str, target: str, headers: Mapping[str, str]) -> _Response:
         """The answer to one request; the HTTP layer only transports it."""
         parts = urlsplit(target)
         path = unquote(parts.path)
@@ -1170,7 +1174,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         try:
-            response = simulator.respond(self.command, self.path, dict(self.headers.items()))
+            response = simulator._respond(self.command, self.path, dict(self.headers.items()))
         except Exception as exc:  # the simulator must answer, even about its own bugs
             response = _error(500, uuid.uuid4().hex, error=f"simulator error: {exc!r}")
         if response.delay_seconds and simulator._stopping.wait(response.delay_seconds):
