@@ -24,14 +24,12 @@ from referencing.jsonschema import DRAFT202012
 from chalicelib.backfill.calendar import session_bounds_utc, trading_days
 from devtools.polygon_sim import DEFAULT_CRYPTO, DEFAULT_STOCKS, PolygonSimulator
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Polygon's own OpenAPI document (an extract of the endpoints the warehouse uses).
-SPEC_PATH = Path(
-    os.environ.get("POLYGON_OPENAPI_SPEC", "/work/shared/reference/polygon-openapi-subset.json")
-)
+SPEC_PATH = PROJECT_ROOT / "tests" / "data" / "polygon-openapi-subset.json"
 SPEC_URI = "urn:polygon-openapi-subset"
 NEW_YORK = ZoneInfo("America/New_York")
 NOW = datetime(2025, 6, 30, 22, 0, tzinfo=UTC)
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 STOCK_AGGS = "/v2/aggs/ticker/{stocksTicker}/range/{multiplier}/{timespan}/{from}/{to}"
 CRYPTO_AGGS = "/v2/aggs/ticker/{cryptoTicker}/range/{multiplier}/{timespan}/{from}/{to}"
@@ -48,7 +46,7 @@ TICKER_DETAILS = "/v3/reference/tickers/{ticker}"
 @cache
 def _registry() -> Registry[Any]:
     if not SPEC_PATH.is_file():
-        pytest.fail(f"Polygon's OpenAPI spec is not at {SPEC_PATH}; set POLYGON_OPENAPI_SPEC")
+        pytest.fail(f"Polygon's OpenAPI spec is not at {SPEC_PATH}")
     spec = json.loads(SPEC_PATH.read_text())
     # The whole document is one resource, so any "$ref": "#/..." inside a response schema
     # resolves against it.
