@@ -1,0 +1,45 @@
+"""Helpers for the API key tests: requests with a key, and reading the audit log."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalicelib import db
+
+
+def bearer(raw_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {raw_key}"}
+
+
+def send(
+    client: Any, method: str, path: str, raw_key: str, body: Any = None, **headers: str
+) -> Any:
+    """A request with a key; `body` is JSON-encoded unless it is already bytes or str."""
+    all_headers = {**bearer(raw_key), **headers}
+    if body is None:
+        return client.http.request(method, path, headers=all_headers)
+    if not isinstance(body, bytes | str):
+        body = json.dumps(body)
+    all_headers.setdefault("Content-Type", "application/json")
+    return client.http.request(
+        method, path, headers=all_headers, body=body.encode() if isinstance(body, str) else body
+    )
+
+
+def audit_rows(conn: db.Connection, key_id: int | None = None) -> list[dict[str, Any]]:
+    """Audit rows in id order, as dicts."""
+    cur = conn.execute(
+        "SELECT id, key_id, event, method, route, path, status_code, latency_ms,"
+        " host(source_ip) AS source_ip, request_id, key_prefix, reason FROM api_key_audit"
+        " WHERE %(key_id)s::bigint IS NULL OR key_id = %(key_id)s ORDER BY id",
+        {"key_id": key_id},
+    )
+    names = [column.name for column in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def key_count(conn: db.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM api_keys").fetchone()
+    assert row is not None
+    return int(row[0])
