@@ -4,10 +4,11 @@ endpoints. Functions take a connection and never commit; writes belong to the ba
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import starmap
 from typing import Any
 
 import psycopg
-from psycopg.rows import args_row, class_row
+from psycopg.rows import class_row
 
 from chalicelib.marketdata.models import BackfillRunRow, Bar, StalestSymbol, SymbolRange
 
@@ -103,9 +104,10 @@ def get_bars_page(
         "validated_only": validated_only,
         "limit": limit,
     }
-    # Positional construction: the hot path of the largest responses.
-    with conn.cursor(row_factory=args_row(Bar)) as cur:
-        return cur.execute(SELECT_BARS_PAGE, params).fetchall()
+    # Tuples turned into Bars by starmap: positional construction with no Python frame per
+    # row, on the hot path of the largest responses (a row factory costs a call per row).
+    rows = conn.execute(SELECT_BARS_PAGE, params).fetchall()
+    return list(starmap(Bar, rows))
 
 
 def list_active_symbol_ranges(conn: Connection) -> list[SymbolRange]:

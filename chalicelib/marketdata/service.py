@@ -93,43 +93,51 @@ def historical_page(
     bars = rows[: query.limit]
     more = len(rows) > query.limit
 
-    def page(count: int, bars_json: bytes, next_after: datetime | None) -> bytes:
+    def envelope(count: int, next_after: datetime | None) -> bytes:
         next_cursor = encode_cursor(cursor_query, next_after, secret=secret) if next_after else None
-        envelope = HistoricalPage(
-            symbol=symbol,
-            timeframe=query.timeframe,
-            start=query.start,
-            end=query.end,
-            count=count,
-            bars=[],
-            next_cursor=next_cursor,
+        return _encoder.encode(
+            HistoricalPage(
+                symbol=symbol,
+                timeframe=query.timeframe,
+                start=query.start,
+                end=query.end,
+                count=count,
+                bars=[],
+                next_cursor=next_cursor,
+            )
         )
-        # The bars are encoded once, as one array, and spliced in: re-encoding a page of tens
-        # of thousands of bars to trim it would double the cost of the largest responses.
-        return _encoder.encode(envelope).replace(b'"bars":[]', b'"bars":' + bars_json, 1)
 
+    # The bars are encoded once, as one array, and spliced into the envelope: re-encoding a
+    # page of tens of thousands of bars to trim it would double the cost of the largest pages.
     bars_json = _encoder.encode(bars)
-    body = page(len(bars), bars_json, bars[-1].time if more and bars else None)
-    if wire_size(body) <= max_response_bytes:
-        return body
+    bars_wire = wire_size(bars_json)
+    head = envelope(len(bars), bars[-1].time if more and bars else None)
+    if wire_size(head) - len(b"[]") + bars_wire <= max_response_bytes:
+        return _splice(head, bars_json)
 
     # Too large: keep the longest run of whole bars that fits, and continue after the last.
-    budget = max_response_bytes - (wire_size(body) - wire_size(bars_json)) - _CURSOR_SLACK
-    count, prefix = _bars_within(bars_json, budget)
-    return page(count, prefix, bars[count - 1].time)
+    budget = max_response_bytes - wire_size(head) - _CURSOR_SLACK
+    count, prefix = _bars_within(bars_json, bars_wire, budget)
+    return _splice(envelope(count, bars[count - 1].time), prefix)
 
 
-def _bars_within(bars_json: bytes, budget: int) -> tuple[int, bytes]:
-    """The longest prefix of the encoded array `bars_json` that holds whole bars and stays
-    within `budget` wire bytes, closed as an array; at least one bar."""
+def _splice(envelope: bytes, bars_json: bytes) -> bytes:
+    return envelope.replace(b'"bars":[]', b'"bars":' + bars_json, 1)
+
+
+def _bars_within(bars_json: bytes, bars_wire: int, budget: int) -> tuple[int, bytes]:
+    """The longest prefix of the encoded array `bars_json` (`bars_wire` wire bytes) that holds
+    whole bars and stays within `budget` wire bytes, closed as an array; at least one bar."""
     # Start near where the budget runs out (bars of one query are close in size), then step
     # back bar by bar until it fits.
-    density = wire_size(bars_json) / len(bars_json)
+    density = bars_wire / len(bars_json)
     end = bars_json.rfind(_BAR_SEPARATOR, 0, int(budget / density))
     while end > 0 and wire_size(bars_json[: end + 1]) + 1 > budget:
         end = bars_json.rfind(_BAR_SEPARATOR, 0, end)
     if end <= 0:
         end = bars_json.find(_BAR_SEPARATOR)
+        if end < 0:  # a single bar: it is served whatever its size
+            return bars_json.count(_BAR_START), bars_json
     prefix = bars_json[: end + 1] + b"]"
     return prefix.count(_BAR_START), prefix
 
