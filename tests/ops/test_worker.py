@@ -1,0 +1,193 @@
+"""The worker: one record's failure is its own, malformed bodies fail with a logged reason, a
+completed identity is not run again, and grouped messages write only their symbols."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from chalicelib import db
+from chalicelib.ops import worker
+from chalicelib.polygon import PolygonClient
+from devtools.polygon_sim import PolygonSimulator
+from tests.factories import make_bars, make_symbol
+
+FRIDAY = "2025-11-21"
+THURSDAY_BAR = datetime(2025, 11, 20, 5, tzinfo=UTC)
+FRIDAY_BAR = datetime(2025, 11, 21, 5, tzinfo=UTC)
+
+pytestmark = pytest.mark.usefixtures("fast_client")
+
+
+def record(message_id: str, body: Any) -> dict[str, Any]:
+    return {"messageId": message_id, "body": body if isinstance(body, str) else json.dumps(body)}
+
+
+def symbol_body(symbol: str, timeframe: str = "1d") -> dict[str, str]:
+    return {"kind": "symbol", "symbol": symbol, "timeframe": timeframe, "window": FRIDAY}
+
+
+def count(conn: db.Connection, query: str, *params: Any) -> int:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def ledger(conn: db.Connection, target: str) -> tuple[Any, ...]:
+    row = conn.execute(
+        "SELECT completed_at IS NOT NULL, attempts, last_error FROM backfill_plan_messages"
+        " WHERE target = %s",
+        (target,),
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_a_symbol_message_writes_bars_and_completes(pinned_db: db.Connection) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", [THURSDAY_BAR])
+
+    answer = worker.handle_batch([record("m1", symbol_body("AAPL"))])
+
+    assert answer == {"batchItemFailures": []}
+    assert count(pinned_db, "SELECT count(*) FROM bars WHERE symbol = 'AAPL'") == 2
+    assert (
+        count(
+            pinned_db, "SELECT count(*) FROM bars WHERE symbol = 'AAPL' AND time = %s", FRIDAY_BAR
+        )
+        == 1
+    )
+    assert ledger(pinned_db, "AAPL") == (True, 1, None)
+
+
+def test_a_redelivered_completed_message_changes_nothing(pinned_db: db.Connection) -> None:
+    make_symbol(pinned_db, "AAPL")
+    worker.handle_batch([record("m1", symbol_body("AAPL"))])
+    runs = count(pinned_db, "SELECT count(*) FROM backfill_runs")
+    bars = pinned_db.execute("SELECT time, close, updated_at FROM bars ORDER BY time").fetchall()
+
+    answer = worker.handle_batch([record("m1-again", symbol_body("AAPL"))])
+
+    assert answer == {"batchItemFailures": []}
+    assert count(pinned_db, "SELECT count(*) FROM backfill_runs") == runs
+    assert pinned_db.execute(
+        "SELECT time, close, updated_at FROM bars ORDER BY time"
+    ).fetchall() == (bars)
+    assert ledger(pinned_db, "AAPL") == (True, 2, None)
+
+
+def test_malformed_messages_fail_alone_with_a_logged_reason(
+    pinned_db: db.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", [THURSDAY_BAR])
+
+    answer = worker.handle_batch(
+        [
+            record("not-json", "{not json"),
+            record("unknown-symbol", symbol_body("ZZZZ")),
+            record("unknown-timeframe", symbol_body("AAPL", timeframe="2d")),
+            record("good", symbol_body("AAPL")),
+        ]
+    )
+
+    assert answer == {
+        "batchItemFailures": [
+            {"itemIdentifier": "not-json"},
+            {"itemIdentifier": "unknown-symbol"},
+            {"itemIdentifier": "unknown-timeframe"},
+        ]
+    }
+    assert ledger(pinned_db, "AAPL") == (True, 1, None)
+    rejected = {
+        line["message_id"]: line["reason"]
+        for line in map(json.loads, capsys.readouterr().out.splitlines())
+        if line["event"] == "backfill.message.rejected"
+    }
+    assert rejected["not-json"].startswith("malformed message: JSON is malformed")
+    assert rejected["unknown-symbol"] == "not an active tracked symbol: ZZZZ"
+    assert rejected["unknown-timeframe"].startswith("malformed message: Invalid enum value '2d'")
+    assert ledger(pinned_db, "ZZZZ") == (False, 1, "not an active tracked symbol: ZZZZ")
+
+
+def test_a_provider_failure_reports_only_its_message(
+    pinned_db: db.Connection, simulator: PolygonSimulator
+) -> None:
+    for symbol in ("AAPL", "MSFT"):
+        make_symbol(pinned_db, symbol)
+        make_bars(pinned_db, symbol, [THURSDAY_BAR])
+    simulator.inject_fault("forbidden", ticker="MSFT", times=None)
+
+    answer = worker.handle_batch(
+        [record("a", symbol_body("AAPL")), record("m", symbol_body("MSFT"))]
+    )
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m"}]}
+    assert ledger(pinned_db, "AAPL") == (True, 1, None)
+    completed, attempts, error = ledger(pinned_db, "MSFT")
+    assert (completed, attempts) == (False, 1)
+    assert error.startswith("MSFT 1d: provider:")
+    assert count(pinned_db, "SELECT count(*) FROM bars WHERE symbol = 'MSFT'") == 1
+
+
+def test_a_grouped_message_writes_the_day_for_its_symbols_only(
+    pinned_db: db.Connection, simulator: PolygonSimulator, fast_client: PolygonClient
+) -> None:
+    for symbol in ("AAPL", "MSFT", "NVDA"):
+        make_symbol(pinned_db, symbol)
+        make_bars(pinned_db, symbol, [THURSDAY_BAR])
+    simulator.clear_log()
+    body = {
+        "kind": "grouped_daily",
+        "market": "stocks",
+        "window": FRIDAY,
+        "symbols": ["AAPL", "MSFT"],
+    }
+
+    answer = worker.handle_batch([record("g", body)])
+
+    assert answer == {"batchItemFailures": []}
+    written = pinned_db.execute(
+        "SELECT symbol FROM bars WHERE time = %s ORDER BY symbol", (FRIDAY_BAR,)
+    ).fetchall()
+    assert [row[0] for row in written] == ["AAPL", "MSFT"]
+    bar_requests = [r.path for r in simulator.requests if r.path.startswith("/v2/")]
+    assert bar_requests == [f"/v2/aggs/grouped/locale/us/market/stocks/{FRIDAY}"]
+    assert ledger(pinned_db, "stocks") == (True, 1, None)
+
+
+def test_the_grouped_bar_is_the_same_bar_the_range_endpoint_gives(
+    pinned_db: db.Connection, fast_client: PolygonClient
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", [THURSDAY_BAR])
+    body = {"kind": "grouped_daily", "market": "stocks", "window": FRIDAY, "symbols": ["AAPL"]}
+    worker.handle_batch([record("g", body)])
+    grouped = pinned_db.execute(
+        "SELECT open, high, low, close, volume FROM bars WHERE symbol = 'AAPL' AND time = %s",
+        (FRIDAY_BAR,),
+    ).fetchone()
+
+    (page,) = fast_client.aggregates("AAPL", 1, "day", date(2025, 11, 21), date(2025, 11, 21))
+
+    (bar,) = page
+    assert bar.t == int(FRIDAY_BAR.timestamp() * 1000)
+    assert grouped == (bar.o, bar.h, bar.l, bar.c, bar.v)
+
+
+def test_a_database_outage_fails_every_record_without_crashing(
+    pinned_db: db.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.errors import DatabaseUnavailable
+
+    def unavailable() -> Any:
+        raise DatabaseUnavailable('cannot connect to database "mdw" on db:5432: refused')
+
+    monkeypatch.setattr(db, "connection", unavailable)
+
+    answer = worker.handle_batch([record("a", symbol_body("AAPL")), record("b", "{}")])
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "a"}, {"itemIdentifier": "b"}]}
