@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from psycopg import pq
+
 from chalicelib import db
+from chalicelib.keys.models import ApiKey
 
 
 def bearer(raw_key: str) -> dict[str, str]:
@@ -43,3 +49,70 @@ def key_count(conn: db.Connection) -> int:
     row = conn.execute("SELECT count(*) FROM api_keys").fetchone()
     assert row is not None
     return int(row[0])
+
+
+class RoundTrips:
+    """Counts the server round trips made on one connection (libpq's protocol trace: every
+    exchange ends with the server's ReadyForQuery)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+@contextmanager
+def counting_round_trips(conn: db.Connection) -> Iterator[RoundTrips]:
+    counted = RoundTrips()
+    with tempfile.TemporaryFile() as trace:
+        conn.pgconn.trace(trace.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            yield counted
+        finally:
+            conn.pgconn.untrace()
+            trace.seek(0)
+            counted.count = trace.read().decode(errors="replace").count("\tReadyForQuery\t")
+
+
+def gateway_event(
+    key: ApiKey,
+    *,
+    route: str,
+    path_parameters: dict[str, str] | None = None,
+    method: str = "GET",
+    source_ip: str = "203.0.113.9",
+    request_id: str = "req-0001",
+    key_prefix: str | None = None,
+) -> dict[str, Any]:
+    """The event API Gateway sends the API function for a token whose policy it has cached:
+    the authorizer does not run, its earlier context comes along."""
+    return {
+        "requestContext": {
+            "httpMethod": method,
+            "resourcePath": route,
+            "path": "/api" + route,
+            "requestId": request_id,
+            "identity": {"sourceIp": source_ip},
+            "authorizer": {
+                "key_id": str(key.id),
+                "key_prefix": key_prefix or key.key_prefix,
+                "credential": "current",
+                "scopes": ",".join(key.scopes),
+                "principalId": str(key.id),
+            },
+        },
+        "headers": {"authorization": "Bearer (cached policy)"},
+        "pathParameters": path_parameters,
+        "multiValueQueryStringParameters": None,
+        "stageVariables": None,
+        "body": None,
+    }
+
+
+def invoke_api(event: dict[str, Any]) -> dict[str, Any]:
+    """Call the API function the way Lambda does; returns API Gateway's response dict."""
+    from chalice.local import LambdaContext
+
+    from app import app
+
+    response: dict[str, Any] = app(event, LambdaContext("api_handler", memory_size=512))
+    return response
