@@ -17,7 +17,8 @@ from chalicelib.polygon import PolygonClient
 from devtools.polygon_sim import PolygonSimulator
 
 SIM_KEY = "sim-key-ops-7d1c"
-QUEUE_NAME = "mdw-test-backfill"
+# The name .chalice/config.json gives it: chalice.test.Client applies the stage's variables.
+QUEUE_NAME = "mdw-backfill"
 MAX_RECEIVES = 3
 # Friday 2025-11-21, 23:00 UTC: the session (closed 21:00 UTC) is over and settled.
 AFTER_CLOSE = datetime(2025, 11, 21, 23, 0, tzinfo=UTC)

@@ -149,7 +149,7 @@ class TestRunPlan:
     def test_bodies_go_ten_a_call(self, queues: Queues) -> None:
         bodies = [f'{{"n": {n}}}' for n in range(101)]
 
-        report = queue.send_bodies("mdw-test-backfill", bodies)
+        report = queue.send_bodies("mdw-backfill", bodies)
 
         assert report.calls == 11
         assert report.accepted == list(range(101))
