@@ -1,0 +1,131 @@
+"""The rules the authorizer and the middleware share, and the status cache."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chalicelib.keys import access
+from chalicelib.keys.models import KeyStatus
+
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def status(**overrides: object) -> KeyStatus:
+    values: dict[str, object] = {
+        "id": 7,
+        "scopes": ["read"],
+        "active": True,
+        "expires_at": None,
+        "allowed_cidrs": [],
+        "rate_limit_per_minute": None,
+        "key_prefix": "mdw_current0",
+        "previous_key_prefix": "mdw_previous",
+        "previous_key_expires_at": NOW + timedelta(minutes=5),
+    }
+    values.update(overrides)
+    return KeyStatus(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("key", "which", "reason"),
+    [
+        (status(), access.CURRENT, None),
+        (status(), access.PREVIOUS, None),
+        (None, access.CURRENT, "deleted"),
+        (status(active=False), access.CURRENT, "revoked"),
+        (status(expires_at=NOW), access.CURRENT, "expired"),
+        (status(expires_at=NOW - timedelta(seconds=1)), access.PREVIOUS, "expired"),
+        (status(previous_key_expires_at=NOW), access.PREVIOUS, "rotated_out"),
+        (status(previous_key_expires_at=None), access.PREVIOUS, "rotated_out"),
+        (status(), None, "rotated_out"),
+    ],
+)
+def test_refusal_reason(key, which, reason):
+    assert access.refusal_reason(key, which, NOW) == reason
+
+
+def test_credential_for_tells_the_current_key_from_the_previous_one():
+    key = status()
+
+    assert access.credential_for(key, "mdw_current0") == access.CURRENT
+    assert access.credential_for(key, "mdw_previous") == access.PREVIOUS
+    assert access.credential_for(key, "mdw_somebody") is None
+
+
+@pytest.mark.parametrize(
+    ("scopes", "route", "reaches"),
+    [
+        (["read"], "/api/v1/symbols", True),
+        (["read"], "/api/v1/admin/api-keys", False),
+        (["admin"], "/api/v1/admin/api-keys", True),
+        (["read", "admin"], "/api/v1/historical/{symbol}", True),
+        (["read"], "/api/v1/administrators", True),  # only the admin prefix is admin-only
+    ],
+)
+def test_reaches_route(scopes, route, reaches):
+    assert access.reaches_route(scopes, route) is reaches
+
+
+@pytest.mark.parametrize(
+    ("cidrs", "source_ip", "allowed"),
+    [
+        ([], None, True),
+        (["10.0.0.0/8"], "10.255.0.1", True),
+        (["10.0.0.0/8"], "11.0.0.1", False),
+        (["10.0.0.0/8"], None, False),
+        (["10.0.0.0/8"], "garbage", False),
+        (["2001:db8::/32"], "2001:db8:ffff::1", True),
+        (["2001:db8::/32"], "10.0.0.1", False),
+        (["10.0.0.0/8"], "::ffff:10.1.2.3", True),
+    ],
+)
+def test_source_ip_allowed(cidrs, source_ip, allowed):
+    assert access.source_ip_allowed(cidrs, source_ip) is allowed
+
+
+def test_the_status_cache_trusts_entries_for_the_ttl_only(monkeypatch):
+    cache = access.StatusCache()
+    clock = [1000.0]
+    monkeypatch.setattr(cache, "_monotonic", lambda: clock[0])
+    cache.remember(7, status(), key_hash=b"h" * 32)
+
+    clock[0] += 9.9
+    fresh = cache.status(7, ttl=10)
+    fresh_id = cache.key_id_for(b"h" * 32, ttl=10)
+    clock[0] += 0.1
+    stale = cache.status(7, ttl=10)
+    stale_id = cache.key_id_for(b"h" * 32, ttl=10)
+
+    assert fresh == (True, status())
+    assert fresh_id == 7
+    assert stale == (False, None)
+    assert stale_id is None
+
+
+def test_the_status_cache_remembers_that_a_key_is_gone():
+    cache = access.StatusCache()
+    cache.remember(9, None)
+
+    assert cache.status(9, ttl=10) == (True, None)
+    assert cache.status(10, ttl=10) == (False, None)
+
+
+def test_a_ttl_of_zero_disables_the_cache():
+    cache = access.StatusCache()
+    cache.remember(7, status())
+
+    assert cache.status(7, ttl=0) == (False, None)
+
+
+def test_the_cache_is_fast_enough_to_verify_a_key_in_microseconds():
+    cache = access.StatusCache()
+    cache.remember(7, status(), key_hash=b"h" * 32)
+    started = time.perf_counter()
+    for _ in range(1000):
+        cache.status(cache.key_id_for(b"h" * 32, ttl=10) or 0, ttl=10)
+    per_lookup = (time.perf_counter() - started) / 1000
+
+    assert per_lookup < 20e-6
