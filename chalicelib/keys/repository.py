@@ -28,7 +28,7 @@ KEY_COLUMNS = """
 """
 
 STATUS_COLUMNS = """
-    id, scopes, active, expires_at, coalesce(allowed_cidrs::text[], '{}') AS allowed_cidrs,
+    id, scopes, active, expires_at, allowed_cidrs::text[] AS allowed_cidrs,
     rate_limit_per_minute, key_prefix, previous_key_prefix, previous_key_expires_at
 """
 
@@ -94,11 +94,12 @@ RETURNING {KEY_COLUMNS}
 
 DELETE_KEY = "DELETE FROM api_keys WHERE id = %(id)s RETURNING id"
 
-# One indexed probe per unique hash index: the key's current hash or, during a rotation's
-# grace period, its previous one.
-SELECT_STATUS_BY_HASH = f"""
-SELECT {STATUS_COLUMNS} FROM api_keys
-WHERE key_hash = %(key_hash)s OR previous_key_hash = %(key_hash)s
+# A token is looked up by the current hash first (one unique-index probe: the common case),
+# and only when that finds nothing by the previous hash (a key in its rotation grace period).
+SELECT_STATUS_BY_HASH = f"SELECT {STATUS_COLUMNS} FROM api_keys WHERE key_hash = %(key_hash)s"
+
+SELECT_STATUS_BY_PREVIOUS_HASH = f"""
+SELECT {STATUS_COLUMNS} FROM api_keys WHERE previous_key_hash = %(key_hash)s
 """
 
 SELECT_STATUS_BY_ID = f"SELECT {STATUS_COLUMNS} FROM api_keys WHERE id = %(id)s"
@@ -323,7 +324,10 @@ def delete_key(conn: Connection, key_id: int) -> bool:
 def get_status_by_hash(conn: Connection, key_hash: bytes) -> KeyStatus | None:
     """The key whose current or previous (rotated-out) hash this is."""
     with conn.cursor(row_factory=class_row(KeyStatus)) as cur:
-        return cur.execute(SELECT_STATUS_BY_HASH, {"key_hash": key_hash}).fetchone()
+        status = cur.execute(SELECT_STATUS_BY_HASH, {"key_hash": key_hash}).fetchone()
+        if status is None:
+            status = cur.execute(SELECT_STATUS_BY_PREVIOUS_HASH, {"key_hash": key_hash}).fetchone()
+    return status
 
 
 def get_status_by_id(conn: Connection, key_id: int) -> KeyStatus | None:
