@@ -12,9 +12,10 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+
+import msgspec
 
 from chalicelib import db
 from chalicelib.config import get_settings
@@ -41,8 +42,7 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
+class Credential(msgspec.Struct, frozen=True):
     """A key status and which of its credentials the caller presented."""
 
     status: KeyStatus

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
@@ -38,8 +37,7 @@ RateLimit = Annotated[int, Meta(ge=1, le=MAX_RATE_LIMIT_PER_MINUTE)]
 AwareTime = Annotated[datetime, Meta(tz=True)]
 
 
-@dataclass(frozen=True, slots=True)
-class ApiKey:
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     """An `api_keys` row without its hashes: nothing here is secret."""
 
     id: int
@@ -66,16 +64,14 @@ class ApiKey:
         return "active"
 
 
-@dataclass(frozen=True, slots=True)
-class CreatedKey:
+class CreatedKey(msgspec.Struct, frozen=True, kw_only=True):
     """A new key with its raw value: returned once, never stored."""
 
     key: ApiKey
     raw_key: str
 
 
-@dataclass(frozen=True, slots=True)
-class KeyStatus:
+class KeyStatus(msgspec.Struct, frozen=True, kw_only=True):
     """What the authorizer and the middleware need to decide on a request; cached per
     container for `AUTH_CACHE_TTL_SECONDS`."""
 
@@ -90,8 +86,7 @@ class KeyStatus:
     previous_key_expires_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRow:
+class AuditRow(msgspec.Struct, frozen=True, kw_only=True):
     """One `api_key_audit` row, as the audit endpoint and the archive job read it."""
 
     id: int
@@ -109,8 +104,7 @@ class AuditRow:
     reason: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
+class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     """The audit facts of one request, gathered by the middleware."""
 
     key_id: int
@@ -125,8 +119,7 @@ class RequestRecord:
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RateWindow:
+class RateWindow(msgspec.Struct, frozen=True, kw_only=True):
     """What the rate-limit statement learned: requests in the last minute including this one,
     and how many seconds until the oldest of the newest `limit` of them leaves the window."""
 
@@ -134,8 +127,7 @@ class RateWindow:
     seconds_until_slot: float
 
 
-@dataclass(frozen=True, slots=True)
-class AuditPage:
+class AuditPage(msgspec.Struct, frozen=True, kw_only=True):
     key_id: int
     items: list[AuditRow]
     next_cursor: str | None
@@ -180,8 +172,7 @@ class AuditQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cursor: Annotated[str, Meta(max_length=200)] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
+class Actor(msgspec.Struct, frozen=True, kw_only=True):
     """Who changed a key, for the lifecycle rows of the audit log."""
 
     who: str
