@@ -96,6 +96,12 @@ SET status = 'failed', last_error = EXCLUDED.last_error, last_run_id = EXCLUDED.
     updated_at = now()
 """
 
+# Taken first, so the roll-up below reads every other timeframe's committed state: two units of
+# one symbol finishing at once then roll up one after the other, the second seeing the first.
+# NO KEY UPDATE, not UPDATE: it must not conflict with the key-share lock each unit's
+# backfill_state foreign key already holds on this row, or two units deadlock.
+LOCK_SYMBOL = "SELECT 1 FROM tracked_symbols WHERE symbol = %(symbol)s FOR NO KEY UPDATE"
+
 # The symbol's status over the timeframes it tracks now: in_progress if any is running, else
 # failed if any failed, else completed once every one has completed, else pending. Its
 # last_backfill is the stalest timeframe's (null until each has completed once); its
@@ -274,6 +280,7 @@ def mark_failed(conn: Connection, *, symbol: str, timeframe: str, run_id: int, e
 
 def roll_up_symbol_status(conn: Connection, symbol: str) -> None:
     """Recompute tracked_symbols.backfill_status, last_backfill and last_error for `symbol`."""
+    conn.execute(LOCK_SYMBOL, {"symbol": symbol})
     conn.execute(ROLL_UP_SYMBOL, {"symbol": symbol})
 
 

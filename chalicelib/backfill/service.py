@@ -290,8 +290,13 @@ def backfill_one(
             requests=requests,
             error=None,
         )
-    except Exception as exc:  # the unit fails alone; every cause is recorded the same way
-        error = describe_error(exc, secrets=_secrets_of(client, settings))
+    except BaseException as exc:  # the unit fails alone; every cause is recorded the same way
+        interrupted = not isinstance(exc, Exception)
+        error = (
+            "interrupted before it finished"
+            if interrupted
+            else describe_error(exc, secrets=_secrets_of(client, settings))
+        )
         finished_at = clock()
         requests = _request_count(client) - requests_before
         log.warning("backfill of %s %s failed: %s", symbol.symbol, timeframe, error)
@@ -305,6 +310,8 @@ def backfill_one(
             requests=requests,
             error=error,
         )
+        if interrupted:
+            raise  # Ctrl-C or shutdown: recorded as failed, then on its way
         return _result(
             symbol,
             timeframe,

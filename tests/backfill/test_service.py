@@ -406,6 +406,24 @@ def test_an_incremental_run_validates_against_the_stored_bars_before_it(conn):
     assert [row[9] for row in stored_bars(conn, "ETH")] == [[], [], [], ["price_jump"]]
 
 
+class InterruptedClient(ScriptedClient):
+    def aggregates(self, ticker, multiplier, timespan, start, end, **options):
+        raise KeyboardInterrupt
+        yield []
+
+
+def test_an_interrupted_unit_is_recorded_as_failed_and_the_interrupt_goes_on(conn):
+    make_symbol(conn, "ETH", asset_class="crypto")
+
+    with pytest.raises(KeyboardInterrupt):
+        service.backfill_one(
+            PinnedConnection(conn), InterruptedClient([]), unit("ETH", "crypto"), "1d", now=clock()
+        )
+
+    assert runs_of(conn, "ETH")[0][1] == "failed"
+    assert symbol_status(conn, "ETH") == ("failed", None, "1d: interrupted before it finished")
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 
@@ -427,3 +445,39 @@ def test_describe_error_is_one_bounded_line():
     assert text.endswith("x…")
     assert "\n" not in text
     assert len(text) == 500
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+@pytest.mark.committed
+def test_two_timeframes_of_one_symbol_finishing_together_roll_up_to_completed(
+    committed_db, simulator, set_env
+):
+    import threading
+
+    import psycopg
+
+    from chalicelib import db
+    from chalicelib.polygon import PolygonClient
+
+    set_env(BACKFILL_DEPTH_INTRADAY_DAYS="3")
+    with psycopg.connect(committed_db, autocommit=True) as conn:
+        make_symbol(conn, "AAPL", timeframes=["1d", "5m", "15m", "1h"])
+    results = []
+
+    def run(timeframe):
+        with PolygonClient(simulator.url, SIM_API_KEY) as client:
+            results.append(service.backfill_one(db.get_database(), client, unit(), timeframe))
+
+    threads = [threading.Thread(target=run, args=(tf,)) for tf in ("1d", "5m", "15m", "1h")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(r.status for r in results) == ["completed"] * 4
+    with psycopg.connect(committed_db, autocommit=True) as conn:
+        status, last_backfill, error = symbol_status(conn, "AAPL")
+    assert (status, error) == ("completed", None)
+    assert last_backfill == min(r.finished_at for r in results)
