@@ -33,6 +33,7 @@ from chalicelib.errors import AppError, Forbidden, RateLimited, Unauthorized
 from chalicelib.http import error_response
 from chalicelib.keys import access, repository
 from chalicelib.keys.models import EVENT_AUTH_FAILED, KeyStatus, RequestRecord
+from chalicelib.ops.observability import log_request
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,17 @@ def _record(
 ) -> None:
     """Write the request's audit row (and learn the rate window); never fail the request."""
     try:
+        # The request's JSON log line and its Requests/Latency/AuthFailures metrics.
+        log_request(
+            method=record.method,
+            route=record.route,
+            path=record.path,
+            status_code=record.status_code,
+            latency_ms=record.latency_ms,
+            request_id=record.request_id,
+            key_id=record.key_id,
+            reason=record.reason,
+        )
         with db.connection() as conn:
             if event == EVENT_AUTH_FAILED:
                 repository.insert_audit_event(
