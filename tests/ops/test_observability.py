@@ -83,8 +83,14 @@ def test_auth_failures_count_refusals_only(
     status: int, failures: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     observability.log_request(
-        method="GET", route=None, path="/x", status_code=status, latency_ms=1.0,
-        request_id=None, key_id=None, reason="revoked",
+        method="GET",
+        route=None,
+        path="/x",
+        status_code=status,
+        latency_ms=1.0,
+        request_id=None,
+        key_id=None,
+        reason="revoked",
     )
 
     (line,) = lines(capsys.readouterr().out)
@@ -110,8 +116,9 @@ def test_the_formatter_keeps_a_traceback_inside_one_line() -> None:
     except ValueError:
         import sys
 
-        record = logging.LogRecord("mdw", logging.ERROR, __file__, 1, "failed %s", ("x",),
-                                   sys.exc_info())
+        record = logging.LogRecord(
+            "mdw", logging.ERROR, __file__, 1, "failed %s", ("x",), sys.exc_info()
+        )
     with observability.bound(request_id="req-3"):
         rendered = formatter.format(record)
 
@@ -145,3 +152,25 @@ def test_configure_logging_in_lambda_formats_as_json(
 
     assert isinstance(handler.formatter, observability.JsonFormatter)
     assert root.level == logging.INFO
+
+
+def test_an_api_request_logs_one_line_with_its_key_id_and_never_the_key(
+    client: Any, pinned_db: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.factories import make_key
+
+    created = make_key(pinned_db)
+    capsys.readouterr()
+
+    response = client.http.get(
+        "/api/v1/symbols", headers={"Authorization": f"Bearer {created.raw_key}"}
+    )
+
+    out = capsys.readouterr().out
+    assert response.status_code == 200
+    assert created.raw_key not in out
+    (line,) = [entry for entry in lines(out) if entry["event"] == "request"]
+    assert line["key_id"] == str(created.key.id)
+    assert (line["method"], line["route"], line["status_code"]) == ("GET", "/api/v1/symbols", 200)
+    assert line["Requests"] == 1
+    assert line["request_id"]
