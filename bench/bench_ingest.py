@@ -190,7 +190,10 @@ def run() -> str:
         same = [_upsert(url, f"SYN{n}", rows) for n in range(REPEAT)]
         changed_runs = [_upsert(url, f"SYN{n}", changed) for n in range(REPEAT)]
         many_seconds = min(
-            _executemany(url, _full_rows(f"MANY{n}", bars[:EXECUTEMANY_BARS], masks))
+            _executemany(
+                url,
+                _full_rows(f"MANY{n}", bars[:EXECUTEMANY_BARS], masks[:EXECUTEMANY_BARS]),
+            )
             for n in range(REPEAT)
         )
     new_seconds, new_written = min(new)
