@@ -239,4 +239,23 @@ def handle_batch(
                     log_event("backfill.message.error", level="error", reason=reason)
             if reason is not None:
                 failures.append({"itemIdentifier": message_id})
+                _warn_if_last_receive(record, message_id, reason)
     return {"batchItemFailures": failures}
+
+
+def _warn_if_last_receive(record: Mapping[str, Any], message_id: str, reason: str) -> None:
+    """Say so when this failure sends the message to the dead-letter queue (the queue's
+    maxReceiveCount is BACKFILL_MAX_RECEIVE_COUNT), so the DLQ alarm has a log line to match."""
+    attributes = record.get("attributes") or {}
+    try:
+        received = int(attributes.get("ApproximateReceiveCount", 0))
+    except (TypeError, ValueError):
+        return
+    if received >= get_settings().backfill_max_receive_count:
+        log_event(
+            "backfill.message.dead_lettered",
+            level="error",
+            message_id=message_id,
+            receives=received,
+            reason=reason,
+        )

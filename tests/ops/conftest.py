@@ -19,7 +19,8 @@ from devtools.polygon_sim import PolygonSimulator
 SIM_KEY = "sim-key-ops-7d1c"
 # The name .chalice/config.json gives it: chalice.test.Client applies the stage's variables.
 QUEUE_NAME = "mdw-backfill"
-MAX_RECEIVES = 3
+# BACKFILL_MAX_RECEIVE_COUNT in .chalice/config.json, which chalice.test.Client applies.
+MAX_RECEIVES = 5
 # Friday 2025-11-21, 23:00 UTC: the session (closed 21:00 UTC) is over and settled.
 AFTER_CLOSE = datetime(2025, 11, 21, 23, 0, tzinfo=UTC)
 

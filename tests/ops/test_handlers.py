@@ -49,7 +49,10 @@ def drain_once(lambdas: Any, queues: Queues) -> list[str]:
     retry_handles: list[str] = []
     while True:
         messages = sqs.receive_message(
-            QueueUrl=queues.url, MaxNumberOfMessages=5, VisibilityTimeout=3600
+            QueueUrl=queues.url,
+            MaxNumberOfMessages=5,
+            VisibilityTimeout=3600,
+            AttributeNames=["ApproximateReceiveCount"],
         ).get("Messages", [])
         if not messages:
             break
@@ -59,6 +62,9 @@ def drain_once(lambdas: Any, queues: Queues) -> list[str]:
         for record, message in zip(event["Records"], messages, strict=True):
             record["messageId"] = message["MessageId"]
             record["receiptHandle"] = message["ReceiptHandle"]
+            record["attributes"]["ApproximateReceiveCount"] = message["Attributes"][
+                "ApproximateReceiveCount"
+            ]
         answer = lambdas.lambda_.invoke("backfill_worker", event).payload
         failed = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
         for message in messages:
@@ -77,7 +83,11 @@ def drain_once(lambdas: Any, queues: Queues) -> list[str]:
 
 @pytest.mark.usefixtures("fast_client")
 def test_plan_drain_retry_dead_letter_and_replan(
-    lambdas: Any, pinned_db: db.Connection, queues: Queues, simulator: PolygonSimulator
+    lambdas: Any,
+    pinned_db: db.Connection,
+    queues: Queues,
+    simulator: PolygonSimulator,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Twelve caught-up stocks share one grouped request; two new ones need their history.
     caught_up = [f"C{n:02d}" for n in range(12)]
@@ -118,6 +128,10 @@ def test_plan_drain_retry_dead_letter_and_replan(
         assert drain_once(lambdas, queues) == ["NEWB"]
     assert drain_once(lambdas, queues) == []
     assert queues.count() == 0
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (last,) = [line for line in logged if line["event"] == "backfill.message.dead_lettered"]
+    assert last["receives"] == MAX_RECEIVES
+    assert last["reason"].startswith("NEWB 1d: provider:")
     (dead,) = queues.take_all(dlq=True)
     assert dead == {"kind": "symbol", "symbol": "NEWB", "timeframe": "1d", "window": "2025-11-21"}
 
