@@ -141,7 +141,7 @@ def _requests(conn: db.Connection, url: str) -> list[str]:
     with_middleware = list(app.middleware_handlers)
     without_middleware = [entry for entry in with_middleware if entry[0] is not enforce_key_policy]
     results: dict[str, dict[str, float]] = {}
-    with Client(app) as client:
+    with Client(app, stage_name="local") as client:
         for label, created in (("no rate limit", admin), ("with a rate limit", limited)):
             path = f"/api/v1/admin/api-keys/{created.key.id}/audit?limit=1"
             headers = {"Authorization": f"Bearer {created.raw_key}"}

@@ -58,7 +58,7 @@ def _app_on(url: str) -> Iterator[Any]:
     from app import app
 
     try:
-        with Client(app) as client:
+        with Client(app, stage_name="local") as client:
             yield client
     finally:
         source = db.get_database()

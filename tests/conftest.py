@@ -174,7 +174,7 @@ def client(pinned_db: db.Connection) -> Iterator[Any]:
 
     from app import app
 
-    with Client(app) as test_client:
+    with Client(app, stage_name="local") as test_client:
         yield test_client
 
 
@@ -233,6 +233,8 @@ def chalice_local(database_url: str, tmp_path_factory: pytest.TempPathFactory) -
         process = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "chalice"),
+                "local",
+                "--stage",
                 "local",
                 "--no-autoreload",
                 "--host",

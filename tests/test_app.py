@@ -24,7 +24,7 @@ def empty_db_settings(empty_database_url, set_env):
 
 
 def test_migrate_function_applies_and_summarises(empty_db_settings):
-    with Client(app) as client:
+    with Client(app, stage_name="local") as client:
         first = client.lambda_.invoke("migrate", {}).payload
         second = client.lambda_.invoke("migrate", {}).payload
 
@@ -38,7 +38,7 @@ def test_migrate_function_applies_and_summarises(empty_db_settings):
 
 
 def test_migrate_function_dry_run(empty_db_settings):
-    with Client(app) as client:
+    with Client(app, stage_name="local") as client:
         result = client.lambda_.invoke("migrate", {"dry_run": True}).payload
 
     assert result["dry_run"] is True
@@ -58,7 +58,7 @@ def test_migrate_function_fails_loudly_on_a_broken_history(empty_db_settings):
             " VALUES (1, 'create_core_tables', 'tampered', now(), 'x', 1)"
         )
 
-    with Client(app) as client, pytest.raises(MigrationError, match="changed after it was applied"):
+    with Client(app, stage_name="local") as client, pytest.raises(MigrationError, match="changed after it was applied"):
         client.lambda_.invoke("migrate", {})
 
 
@@ -66,13 +66,13 @@ def test_startup_check_refuses_until_migrated_then_passes(empty_db_settings):
     with pytest.raises(ServiceUnavailable, match="this code expects"):
         ensure_schema_current()
 
-    with Client(app) as client:
+    with Client(app, stage_name="local") as client:
         client.lambda_.invoke("migrate", {})
     ensure_schema_current()  # no longer raises: the failure was not remembered
 
 
 def test_startup_check_runs_once_per_container(empty_db_settings):
-    with Client(app) as client:
+    with Client(app, stage_name="local") as client:
         client.lambda_.invoke("migrate", {})
     ensure_schema_current()
     with psycopg.connect(empty_db_settings, autocommit=True) as conn:

@@ -24,7 +24,7 @@ def lambdas(pinned_db: db.Connection) -> Iterator[Any]:
 
     from app import app
 
-    with Client(app) as client:
+    with Client(app, stage_name="local") as client:
         yield client
 
 
