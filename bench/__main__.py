@@ -7,6 +7,7 @@ baseline it was compared with, and the target. docs/PERFORMANCE.md records the l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
 import sys
@@ -34,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         module = importlib.import_module(f"bench.bench_{name}")
         started = time.perf_counter()
-        report = module.run()
+        # What the code under measurement logs (JSON lines on stdout) goes to stderr, so stdout
+        # carries only the reports.
+        with contextlib.redirect_stdout(sys.stderr):
+            report = module.run()
         print(report.rstrip())
         print(f"\n_({name}: {time.perf_counter() - started:.1f} s)_\n", flush=True)
     return 0

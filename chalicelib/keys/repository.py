@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime
 from typing import Any
 
@@ -321,18 +322,50 @@ def delete_key(conn: Connection, key_id: int) -> bool:
     return conn.execute(DELETE_KEY, {"id": key_id}).fetchone() is not None
 
 
+# Key verification is the authorizer's hot path: it reuses one binary cursor per connection
+# and builds the row by position, which measured ~30% faster than a new cursor with a row
+# factory per call (bench/bench_keys.py).
+_status_cursors: weakref.WeakKeyDictionary[Connection, psycopg.Cursor[tuple[Any, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _status_cursor(conn: Connection) -> psycopg.Cursor[tuple[Any, ...]]:
+    cursor = _status_cursors.get(conn)
+    if cursor is None or cursor.closed:
+        cursor = conn.cursor(binary=True)
+        _status_cursors[conn] = cursor
+    return cursor
+
+
+def _status(row: tuple[Any, ...] | None) -> KeyStatus | None:
+    if row is None:
+        return None
+    return KeyStatus(
+        id=row[0],
+        scopes=row[1],
+        active=row[2],
+        expires_at=row[3],
+        allowed_cidrs=row[4],
+        rate_limit_per_minute=row[5],
+        key_prefix=row[6],
+        previous_key_prefix=row[7],
+        previous_key_expires_at=row[8],
+    )
+
+
 def get_status_by_hash(conn: Connection, key_hash: bytes) -> KeyStatus | None:
     """The key whose current or previous (rotated-out) hash this is."""
-    with conn.cursor(row_factory=class_row(KeyStatus)) as cur:
-        status = cur.execute(SELECT_STATUS_BY_HASH, {"key_hash": key_hash}).fetchone()
-        if status is None:
-            status = cur.execute(SELECT_STATUS_BY_PREVIOUS_HASH, {"key_hash": key_hash}).fetchone()
+    cursor = _status_cursor(conn)
+    params = {"key_hash": key_hash}
+    status = _status(cursor.execute(SELECT_STATUS_BY_HASH, params).fetchone())
+    if status is None:
+        status = _status(cursor.execute(SELECT_STATUS_BY_PREVIOUS_HASH, params).fetchone())
     return status
 
 
 def get_status_by_id(conn: Connection, key_id: int) -> KeyStatus | None:
-    with conn.cursor(row_factory=class_row(KeyStatus)) as cur:
-        return cur.execute(SELECT_STATUS_BY_ID, {"id": key_id}).fetchone()
+    return _status(_status_cursor(conn).execute(SELECT_STATUS_BY_ID, {"id": key_id}).fetchone())
 
 
 def has_active_admin_key(conn: Connection) -> bool:
