@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import msgspec
 from chalice import Blueprint, Response
 
@@ -39,11 +41,20 @@ class BackfillResultOut(msgspec.Struct, frozen=True):
     finished_at: UtcDateTime
 
 
+class QueuedBackfillOut(msgspec.Struct, frozen=True):
+    """One (symbol, timeframe) backfill handed to the backfill worker, up to `window`."""
+
+    timeframe: str
+    window: date
+
+
 class BackfillResponse(msgspec.Struct, frozen=True):
-    """The symbol's backfill, one result per timeframe."""
+    """The symbol's backfill: one result per timeframe when it ran in the request (200), or one
+    queued message per timeframe when it was handed to the backfill worker (202, on AWS)."""
 
     symbol: str
     results: list[BackfillResultOut]
+    queued: list[QueuedBackfillOut]
 
 
 def _raw_body() -> bytes:
@@ -158,7 +169,9 @@ def deactivate_symbol(symbol: str) -> Response:
     "/api/v1/admin/symbols/{symbol}/backfill",
     summary="Backfill a symbol now",
     description="Runs the backfill of every timeframe of the symbol and returns one result "
-    "per timeframe. A failed timeframe is reported in its result, not as an error status.",
+    "per timeframe (200). A failed timeframe is reported in its result, not as an error "
+    "status. On AWS, where a backfill can outlive API Gateway's time limit, each timeframe is "
+    "queued for the backfill worker instead and the answer is 202 with `queued`.",
     scope="admin",
     tag=TAG,
     response=BackfillResponse,
@@ -167,7 +180,7 @@ def deactivate_symbol(symbol: str) -> Response:
 )
 @json_view
 def backfill_symbol(symbol: str) -> Response:
-    resolved, results = service.backfill_symbol(symbol)
+    outcome = service.backfill_symbol(symbol)
     runs = [
         BackfillResultOut(
             symbol=result.symbol,
@@ -179,6 +192,10 @@ def backfill_symbol(symbol: str) -> Response:
             started_at=result.started_at,
             finished_at=result.finished_at,
         )
-        for result in results
+        for result in outcome.results
     ]
-    return json_response(BackfillResponse(symbol=resolved, results=runs))
+    queued = [QueuedBackfillOut(m.timeframe, m.window) for m in outcome.queued]
+    return json_response(
+        BackfillResponse(symbol=outcome.symbol, results=runs, queued=queued),
+        status=202 if queued else 200,
+    )

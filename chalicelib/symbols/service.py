@@ -4,13 +4,15 @@ deactivate, and backfill on request. No HTTP here; the routes translate."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from chalicelib import db
 from chalicelib.config import get_settings
 from chalicelib.errors import NotFound, ServiceUnavailable, Unprocessable
 from chalicelib.marketdata.gaps import count_gaps, daily_bar_zone
-from chalicelib.marketdata.models import TIMEFRAMES
+from chalicelib.marketdata.models import TIMEFRAMES, Timeframe
 from chalicelib.symbols import repository
 from chalicelib.symbols.models import (
     AddSymbolRequest,
@@ -25,6 +27,7 @@ from chalicelib.symbols.models import (
 
 if TYPE_CHECKING:
     from chalicelib.backfill.models import BackfillResult
+    from chalicelib.ops.models import SymbolBackfill
 
 Connection = db.Connection
 TickerCheck = Callable[[str, str], None]
@@ -167,28 +170,52 @@ def deactivate_symbol(conn: Connection, raw: str) -> SymbolOut:
     return SymbolOut.from_row(row)
 
 
-def backfill_symbol(raw: str) -> tuple[str, list[BackfillResult]]:
-    """Backfill one tracked symbol now, every timeframe: (symbol, one result per timeframe).
+@dataclass(frozen=True, slots=True)
+class BackfillOutcome:
+    """What `POST …/{symbol}/backfill` did: ran it here (`results`) or queued it for the SQS
+    worker (`queued`, one message per timeframe)."""
 
-    Locally (and in tests) the backfill runs in this request. In Lambda the request would
-    outlive API Gateway's 29-second limit, so there it must be queued for the worker instead.
+    symbol: str
+    results: list[BackfillResult] = field(default_factory=list)
+    queued: list[SymbolBackfill] = field(default_factory=list)
+
+
+def backfill_symbol(raw: str) -> BackfillOutcome:
+    """Backfill one tracked symbol now, every timeframe.
+
+    Locally (and in tests) the backfill runs in this request. In Lambda it would outlive API
+    Gateway's 29-second limit, so there each timeframe is queued for the backfill worker.
     """
     with db.connection() as conn:
-        symbol = resolve_symbol(conn, raw).symbol
+        tracked = resolve_symbol(conn, raw)
     if get_settings().in_lambda:
-        queue_backfill(symbol)
+        return BackfillOutcome(tracked.symbol, queued=queue_backfill(tracked))
     from chalicelib.backfill.service import run_backfill
 
-    return symbol, run_backfill(symbols=[symbol])
+    return BackfillOutcome(tracked.symbol, results=run_backfill(symbols=[tracked.symbol]))
 
 
-def queue_backfill(symbol: str) -> None:
-    """The seam for queueing a backfill from the API on AWS (the SQS worker's job): until the
-    queue exists, refuse clearly rather than run past API Gateway's time limit."""
-    raise ServiceUnavailable(
-        f"backfill on request is not available in this deployment yet; {symbol} will be "
-        "backfilled by the next scheduled run"
+def queue_backfill(tracked: TrackedSymbol) -> list[SymbolBackfill]:
+    """One message per timeframe, up to today, on the backfill queue; the worker runs them
+    with the same code as the CLI. A message the queue refuses is a 503, never a silent drop."""
+    from chalicelib.ops.models import SymbolBackfill, encode_message
+    from chalicelib.ops.queue import send_bodies
+
+    window = datetime.now(UTC).date()
+    messages = [
+        # The table's check constraint admits only known timeframes.
+        SymbolBackfill(symbol=tracked.symbol, timeframe=cast(Timeframe, timeframe), window=window)
+        for timeframe in tracked.timeframes
+    ]
+    report = send_bodies(
+        get_settings().backfill_queue_name, [encode_message(message) for message in messages]
     )
+    if report.failed:
+        raise ServiceUnavailable(
+            f"could not queue the backfill of {tracked.symbol}: the queue refused "
+            f"{len(report.failed)} of {len(messages)} messages; try again"
+        )
+    return messages
 
 
 def _ordered_timeframes(timeframes: list[Any]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -437,3 +437,40 @@ def test_backfill_now_of_unknown_symbol_is_404(
 
     assert response.status_code == 404
     assert response.json_body["error"]["code"] == "not_found"
+
+
+def test_backfill_now_on_aws_queues_one_message_per_timeframe(
+    client: Any, pinned_db: db.Connection, admin: dict[str, str], aws: None, set_env: Any
+) -> None:
+    import boto3
+
+    from chalicelib.ops import queue
+    from chalicelib.ops.models import decode_message
+
+    queue.forget_clients()
+    url = boto3.client("sqs").create_queue(QueueName="mdw-backfill")["QueueUrl"]
+    make_symbol(pinned_db, "ETH", asset_class="crypto", timeframes=["1d", "1w"])
+    set_env(AWS_LAMBDA_FUNCTION_NAME="mdw-dev-api_handler")
+
+    response = client.http.post("/api/v1/admin/symbols/eth-usd/backfill", headers=admin)
+
+    today = datetime.now(UTC).date().isoformat()
+    assert response.status_code == 202
+    assert response.json_body == {
+        "symbol": "ETH",
+        "results": [],
+        "queued": [
+            {"timeframe": "1d", "window": today},
+            {"timeframe": "1w", "window": today},
+        ],
+    }
+    received = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    messages = sorted(
+        (decode_message(m["Body"]) for m in received["Messages"]), key=lambda m: m.timeframe
+    )
+    assert [(m.symbol, m.timeframe, m.window.isoformat()) for m in messages] == [
+        ("ETH", "1d", today),
+        ("ETH", "1w", today),
+    ]
+    assert pinned_db.execute("SELECT count(*) FROM bars WHERE symbol = 'ETH'").fetchone() == (0,)
+    queue.forget_clients()
