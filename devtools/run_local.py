@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 
         env = {**os.environ, "DATABASE_URL": url}
         chalice = Path(sys.executable).parent / "chalice"
-        command = [str(chalice), "local", "--stage", "local", "--host", args.host, "--port", str(args.port)]
+        # The local stage carries no deployment environment: this process's settings decide.
+        command = [str(chalice), "local", "--stage", "local"]
+        command += ["--host", args.host, "--port", str(args.port)]
         return subprocess.call(command, cwd=PROJECT_ROOT, env=env)
     except KeyboardInterrupt:
         return 0

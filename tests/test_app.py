@@ -58,7 +58,10 @@ def test_migrate_function_fails_loudly_on_a_broken_history(empty_db_settings):
             " VALUES (1, 'create_core_tables', 'tampered', now(), 'x', 1)"
         )
 
-    with Client(app, stage_name="local") as client, pytest.raises(MigrationError, match="changed after it was applied"):
+    with (
+        Client(app, stage_name="local") as client,
+        pytest.raises(MigrationError, match="changed after it was applied"),
+    ):
         client.lambda_.invoke("migrate", {})
 
 
