@@ -4,7 +4,7 @@ symbol's roll-up. Functions take a connection and never commit."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -157,6 +157,36 @@ COPY bars_staging (t, open, high, low, close, volume, vwap, trades, flag_mask)
 FROM STDIN (FORMAT BINARY)
 """
 
+# Writers of one (symbol, timeframe) take turns: the newest stored bar read under this lock
+# stays the newest until the transaction ends, so the bars after it can be COPYed directly.
+LOCK_UNIT = "SELECT pg_advisory_xact_lock(hashtextextended(%(unit)s, 0))"
+
+SELECT_NEWEST_MS = """
+SELECT (extract(epoch FROM max(time)) * 1000)::bigint FROM bars
+WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s
+"""
+
+COPY_NEW_BARS = """
+COPY bars (symbol, timeframe, time, open, high, low, close, volume, vwap, trades, validated,
+           flags)
+FROM STDIN (FORMAT BINARY)
+"""
+NEW_BAR_TYPES = [
+    "text",
+    "text",
+    "timestamptz",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "int4",
+    "bool",
+    "text[]",
+]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 # One statement moves the staged bars in. OHLCV, vwap, trades, validated and flags are all
 # updated on conflict, and a row whose values did not change is left alone (no new tuple, no
 # WAL), so re-running a backfill over the same range writes nothing.
@@ -285,29 +315,83 @@ def roll_up_symbol_status(conn: Connection, symbol: str) -> None:
 
 
 def upsert_bars(conn: Connection, *, symbol: str, timeframe: str, bars: Iterable[StagedBar]) -> int:
-    """Stage `bars` with a binary COPY and merge them into `bars` in one statement.
+    """Write `bars` for one (symbol, timeframe): insert new bars, update changed ones.
 
-    Returns how many rows were inserted or changed (unchanged rows are skipped). The bars must
-    be unique by time. Run inside the caller's transaction: staging and merge commit or roll
-    back together with it.
+    Bars newer than the newest stored bar cannot conflict, so they are COPYed straight into
+    `bars`; the rest (a re-fetched last bar, a full re-backfill) are staged with a binary COPY
+    and merged in one `INSERT … ON CONFLICT DO UPDATE`. A per-unit advisory lock, held to the
+    end of the caller's transaction, keeps another writer from adding bars between reading the
+    newest one and the COPY. Returns how many rows were inserted or changed (unchanged rows are
+    skipped). The bars must be unique by time.
     """
     with conn.transaction():
-        conn.execute(CREATE_STAGING)
-        conn.execute(TRUNCATE_STAGING)
-        with conn.cursor() as cur:
-            with cur.copy(COPY_STAGING) as copy:
-                copy.set_types(STAGING_TYPES)
-                write_row = copy.write_row
-                for bar in bars:
-                    write_row(bar)
-            cur.execute(
-                UPSERT_STAGED_BARS,
-                {
-                    "symbol": symbol,
-                    "timeframe": timeframe,
-                    "severe_mask": SEVERE_MASK,
-                    "flag_names": list(FLAG_NAMES),
-                },
-            )
-            written = cur.rowcount
+        conn.execute(LOCK_UNIT, {"unit": f"{symbol}/{timeframe}"})
+        row = conn.execute(SELECT_NEWEST_MS, {"symbol": symbol, "timeframe": timeframe}).fetchone()
+        newest_ms = row[0] if row else None
+        new_bars: list[StagedBar] = []
+        known_bars: list[StagedBar] = []
+        if newest_ms is None:
+            new_bars = list(bars)
+        else:
+            for bar in bars:
+                (new_bars if bar[0] > newest_ms else known_bars).append(bar)
+        written = 0
+        if known_bars:
+            written += _merge_staged(conn, symbol=symbol, timeframe=timeframe, bars=known_bars)
+        if new_bars:
+            written += _copy_new(conn, symbol=symbol, timeframe=timeframe, bars=new_bars)
     return written
+
+
+def _merge_staged(conn: Connection, *, symbol: str, timeframe: str, bars: list[StagedBar]) -> int:
+    conn.execute(CREATE_STAGING)
+    conn.execute(TRUNCATE_STAGING)
+    with conn.cursor() as cur:
+        with cur.copy(COPY_STAGING) as copy:
+            copy.set_types(STAGING_TYPES)
+            write_row = copy.write_row
+            for bar in bars:
+                write_row(bar)
+        cur.execute(
+            UPSERT_STAGED_BARS,
+            {
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "severe_mask": SEVERE_MASK,
+                "flag_names": list(FLAG_NAMES),
+            },
+        )
+        return cur.rowcount
+
+
+def _copy_new(conn: Connection, *, symbol: str, timeframe: str, bars: list[StagedBar]) -> int:
+    flags_by_mask: dict[int, list[str]] = {}
+
+    def flags(mask: int) -> list[str]:
+        names = flags_by_mask.get(mask)
+        if names is None:
+            names = [name for bit, name in enumerate(FLAG_NAMES) if mask & (1 << bit)]
+            flags_by_mask[mask] = names
+        return names
+
+    with conn.cursor() as cur, cur.copy(COPY_NEW_BARS) as copy:
+        copy.set_types(NEW_BAR_TYPES)
+        write_row = copy.write_row
+        for t, open_, high, low, close, volume, vwap, trades, mask in bars:
+            write_row(
+                (
+                    symbol,
+                    timeframe,
+                    _EPOCH + timedelta(milliseconds=t),
+                    open_,
+                    high,
+                    low,
+                    close,
+                    volume,
+                    vwap,
+                    trades,
+                    mask & SEVERE_MASK == 0,
+                    flags(mask),
+                )
+            )
+    return len(bars)

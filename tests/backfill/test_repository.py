@@ -112,9 +112,31 @@ def test_a_failed_transaction_leaves_no_staged_bar_behind(conn):
     assert len(stored(conn)) == 1
 
 
-def test_upsert_refuses_duplicate_times_in_one_batch(conn):
-    with pytest.raises(psycopg.errors.CardinalityViolation):
+def test_upsert_refuses_duplicate_new_times_in_one_batch(conn):
+    with pytest.raises(psycopg.errors.UniqueViolation):
         repository.upsert_bars(conn, symbol="AAPL", timeframe="1m", bars=staged(2) + staged(1))
+
+
+def test_upsert_refuses_duplicate_stored_times_in_one_batch(conn):
+    repository.upsert_bars(conn, symbol="AAPL", timeframe="1m", bars=staged(2))
+    twice = staged(2, price=200.0) + staged(1, price=300.0)
+
+    with pytest.raises(psycopg.errors.CardinalityViolation):
+        repository.upsert_bars(conn, symbol="AAPL", timeframe="1m", bars=twice)
+
+
+def test_new_bars_are_copied_and_stored_ones_merged_in_one_call(conn):
+    repository.upsert_bars(conn, symbol="AAPL", timeframe="1m", bars=staged(3))
+    changed_last = [bar[:4] + (bar[4] + 1.0,) + bar[5:] for bar in staged(5)[2:]]
+
+    written = repository.upsert_bars(conn, symbol="AAPL", timeframe="1m", bars=changed_last)
+
+    assert written == 3  # the re-fetched third bar changed; the fourth and fifth are new
+    closes = conn.execute(
+        "SELECT close FROM bars WHERE symbol = 'AAPL' AND timeframe = '1m' ORDER BY time"
+    ).fetchall()
+    originals = [bar[4] for bar in staged(5)]
+    assert [c for (c,) in closes] == [originals[0], originals[1]] + [c + 1.0 for c in originals[2:]]
 
 
 def test_bar_extent_and_bars_before(conn):
