@@ -13,7 +13,7 @@ from chalicelib.config import get_settings
 from chalicelib.errors import AppError
 from chalicelib.health.routes import bp as health_bp
 from chalicelib.health.service import ensure_schema_current
-from chalicelib.http import error_response
+from chalicelib.http import error_response, restate_framework_error
 from chalicelib.keys.authorizer import bp as authorizer_bp
 from chalicelib.keys.middleware import enforce_key_policy
 from chalicelib.keys.routes import bp as keys_bp
@@ -31,6 +31,12 @@ app.register_blueprint(keys_bp)
 app.register_blueprint(symbols_bp)
 app.register_blueprint(marketdata_bp)
 app.register_blueprint(openapi_bp)
+
+
+@app.middleware("http")
+def one_error_body(event: Any, get_response: Any) -> Any:
+    """Outermost: answers Chalice gives by itself (415, 405) get the one error body too."""
+    return restate_framework_error(get_response(event))
 
 
 @app.middleware("http")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ MAX_BODY_BYTES = 64 * 1024
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 _encoder = msgspec.json.Encoder()
+# "UnsupportedMediaType" → "unsupported_media_type"
+_FRAMEWORK_CODE = re.compile(r"(?<!^)(?=[A-Z])")
 
 
 def encode_json(value: Any) -> str:
@@ -52,6 +55,22 @@ def error_response(error: AppError) -> Response:
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
     return json_response(error_body(error), status=error.status, headers=headers)
+
+
+def restate_framework_error(response: Response) -> Response:
+    """Chalice answers some requests itself, before any view runs (415 for a body sent as
+    something other than JSON, 405 for a method the route lacks), with its own
+    `{"Code", "Message"}` body. Restate those in the one error body; pass the rest through."""
+    body = response.body
+    if response.status_code < 400 or not isinstance(body, dict) or set(body) != {"Code", "Message"}:
+        return response
+    code = _FRAMEWORK_CODE.sub("_", str(body["Code"])).lower().removesuffix("_error")
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+    return json_response(
+        {"error": {"code": code, "message": str(body["Message"])}},
+        status=response.status_code,
+        headers=headers,
+    )
 
 
 def internal_error_response() -> Response:

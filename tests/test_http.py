@@ -16,6 +16,7 @@ from chalicelib.http import (
     parse_body,
     parse_id,
     parse_query,
+    restate_framework_error,
 )
 
 
@@ -149,3 +150,53 @@ def test_json_view_hides_unexpected_errors_and_logs_them(caplog):
     }
     assert "hunter2" not in response.body
     assert "RuntimeError" in caplog.text
+
+
+def test_framework_errors_are_restated_in_the_one_body():
+    from chalice import Response
+
+    response = restate_framework_error(
+        Response(
+            body={"Code": "MethodNotAllowedError", "Message": "Unsupported method: PATCH"},
+            status_code=405,
+            headers={"Allow": "GET, POST"},
+        )
+    )
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
+    assert body(response) == {
+        "error": {"code": "method_not_allowed", "message": "Unsupported method: PATCH"}
+    }
+
+
+def test_other_responses_pass_through_unchanged():
+    from chalice import Response
+
+    ours = error_response(errors.NotFound("gone"))
+    plain = Response(body={"Code": "x", "Message": "y", "extra": 1}, status_code=400)
+
+    assert restate_framework_error(ours) is ours
+    assert restate_framework_error(plain) is plain
+
+
+def test_a_body_that_is_not_declared_json_gets_the_one_error_body(client, pinned_db):
+    from tests.factories import make_admin_key
+
+    admin = make_admin_key(pinned_db)
+    response = client.http.post(
+        "/api/v1/admin/api-keys",
+        headers={
+            "Authorization": f"Bearer {admin.raw_key}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        body=b"name=x",
+    )
+
+    assert response.status_code == 415
+    assert response.json_body == {
+        "error": {
+            "code": "unsupported_media_type",
+            "message": "Unsupported media type: application/x-www-form-urlencoded",
+        }
+    }
