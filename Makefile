@@ -32,10 +32,25 @@ lint: install
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-# The deployable CloudFormation template (API, functions, queue, DLQ, bucket, alarms) in build/.
-package: install
+# The deployable CloudFormation template (API, functions, queue, DLQ, bucket, alarms) in
+# build/package. Chalice sets the functions' runtime to the Python it runs on and downloads that
+# version's Lambda wheels, so the package is built in its own virtualenv on Python 3.12+.
+PACKAGE_PYTHON ?= $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
+PACKAGE_VENV := .venv-package
+PACKAGE_STAMP := $(PACKAGE_VENV)/.installed-stamp
+
+$(PACKAGE_STAMP): requirements.txt
+	@test -n "$(PACKAGE_PYTHON)" || { echo "make package needs Python 3.12 or newer (PACKAGE_PYTHON=...)"; exit 1; }
+	$(PACKAGE_PYTHON) -m venv $(PACKAGE_VENV)
+	$(PACKAGE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PACKAGE_VENV)/bin/python -m pip install --quiet -r requirements.txt chalice==1.34.0
+	touch $(PACKAGE_STAMP)
+
+package: $(PACKAGE_STAMP)
 	rm -rf build/package
-	$(BIN)/chalice package --stage $(or $(STAGE),prod) --merge-template deploy/resources.json build/package
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PACKAGE_VENV)/bin/chalice package \
+		--stage $(or $(STAGE),prod) --merge-template deploy/resources.json build/package
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(PACKAGE_VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage
