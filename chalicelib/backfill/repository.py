@@ -4,7 +4,7 @@ symbol's roll-up. Functions take a connection and never commit."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -185,7 +185,6 @@ NEW_BAR_TYPES = [
     "bool",
     "text[]",
 ]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # One statement moves the staged bars in. OHLCV, vwap, trades, validated and flags are all
 # updated on conflict, and a row whose values did not change is left alone (no new tuple, no
@@ -374,6 +373,9 @@ def _copy_new(conn: Connection, *, symbol: str, timeframe: str, bars: list[Stage
             flags_by_mask[mask] = names
         return names
 
+    # fromtimestamp is C all the way and measured over twice as fast as epoch + timedelta;
+    # milliseconds / 1000 rounds back to the exact microsecond.
+    from_timestamp = datetime.fromtimestamp
     with conn.cursor() as cur, cur.copy(COPY_NEW_BARS) as copy:
         copy.set_types(NEW_BAR_TYPES)
         write_row = copy.write_row
@@ -382,7 +384,7 @@ def _copy_new(conn: Connection, *, symbol: str, timeframe: str, bars: list[Stage
                 (
                     symbol,
                     timeframe,
-                    _EPOCH + timedelta(milliseconds=t),
+                    from_timestamp(t / 1000, UTC),
                     open_,
                     high,
                     low,
