@@ -27,6 +27,11 @@ def available() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", help=f"which to run (default all): {available()}")
+    parser.add_argument(
+        "--write",
+        metavar="DOC",
+        help="also replace each report's block in DOC (e.g. docs/PERFORMANCE.md)",
+    )
     args = parser.parse_args(argv)
     names = args.names or available()
     unknown = sorted(set(names) - set(available()))
@@ -41,7 +46,22 @@ def main(argv: list[str] | None = None) -> int:
             report = module.run()
         print(report.rstrip())
         print(f"\n_({name}: {time.perf_counter() - started:.1f} s)_\n", flush=True)
+        if args.write:
+            write_block(Path(args.write), name, report)
     return 0
+
+
+def write_block(doc: Path, name: str, report: str) -> None:
+    """Put `report` between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in `doc`, so the
+    numbers in the docs are the ones a run printed and the prose around them stays."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = doc.read_text()
+    if start not in text or end not in text:
+        print(f"{doc} has no {start} block; not written", file=sys.stderr)
+        return
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    doc.write_text(f"{before}{start}\n{report.rstrip()}\n{end}{after}")
 
 
 if __name__ == "__main__":
