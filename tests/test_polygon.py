@@ -408,8 +408,8 @@ def test_exhausted_retries_raise_unavailable(
 
 
 def test_a_slow_answer_times_out_and_is_retried(sim: PolygonSimulator, sleeps: Sleeps) -> None:
-    sim.inject_fault("slow", times=1, seconds=1.0)
-    with make_client(sim, sleeps, timeout=0.1) as client:
+    sim.inject_fault("slow", times=1, seconds=2.0)
+    with make_client(sim, sleeps, timeout=0.5) as client:
         assert client.ticker_exists("AAPL") is True
         assert client.request_count == 2
     assert sleeps == [0.5]
@@ -418,12 +418,12 @@ def test_a_slow_answer_times_out_and_is_retried(sim: PolygonSimulator, sleeps: S
 def test_answers_that_never_come_in_time_raise_unavailable(
     sim: PolygonSimulator, sleeps: Sleeps
 ) -> None:
-    sim.inject_fault("slow", times=None, seconds=1.0)
-    with make_client(sim, sleeps, timeout=0.1, max_retries=1) as client:
+    sim.inject_fault("slow", times=None, seconds=2.0)
+    with make_client(sim, sleeps, timeout=0.5, max_retries=1) as client:
         with pytest.raises(PolygonUnavailable) as caught:
             client.ticker_details("AAPL")
     assert str(caught.value) == (
-        "GET /v3/reference/tickers/AAPL: gave up after 2 attempts; last: no answer within 0.1s"
+        "GET /v3/reference/tickers/AAPL: gave up after 2 attempts; last: no answer within 0.5s"
     )
     assert caught.value.status is None
 
