@@ -52,6 +52,12 @@ def connect(conninfo: str, *, connect_timeout: int = 5, autocommit: bool = True)
     """Open one connection, turning failure into DatabaseUnavailable with a safe message."""
     try:
         return psycopg.connect(conninfo, autocommit=autocommit, connect_timeout=connect_timeout)
+    except psycopg.ProgrammingError:
+        # libpq's message quotes the offending part of the string, which may be the password.
+        raise ConfigError(
+            "the database URL is not a valid connection string (percent-encode reserved "
+            "characters such as % @ : / in the password)"
+        ) from None
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection failed"
         raise DatabaseUnavailable(

@@ -25,6 +25,8 @@ MAX_BODY_BYTES = 64 * 1024
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 _encoder = msgspec.json.Encoder()
+# A \u0000 escape that is not itself an escaped backslash followed by "u0000".
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 # "UnsupportedMediaType" → "unsupported_media_type"
 _FRAMEWORK_CODE = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -34,7 +36,7 @@ def encode_json(value: Any) -> str:
 
 
 def json_response(
-    body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+    body: Any, *, status: int = 200, headers: Mapping[str, str | list[str]] | None = None
 ) -> Response:
     return Response(
         body=encode_json(body),
@@ -51,7 +53,7 @@ def error_body(error: AppError) -> dict[str, Any]:
 
 
 def error_response(error: AppError) -> Response:
-    headers = {}
+    headers: dict[str, str | list[str]] = {}
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
     return json_response(error_body(error), status=error.status, headers=headers)
@@ -88,18 +90,24 @@ def parse_body(raw: bytes | None, model: type[T]) -> T:
         raise BadRequest("request body is required and must be a JSON object")
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    if _JSON_NUL.search(raw):
+        # PostgreSQL text cannot hold NUL; refuse it here rather than fail at the INSERT.
+        raise BadRequest("request body strings must not contain NUL (\\u0000)")
     try:
         return msgspec.json.decode(raw, type=model)
     except msgspec.ValidationError as exc:
         raise BadRequest(_validation_message(exc)) from None
-    except msgspec.DecodeError:
-        raise BadRequest("request body is not valid JSON") from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON (UTF-8)") from None
 
 
 def parse_query(params: Mapping[str, str] | None, model: type[T]) -> T:
     """Convert query-string parameters (all strings) into `model`, or raise BadRequest."""
+    values = dict(params or {})
+    if any("\x00" in value for value in values.values() if isinstance(value, str)):
+        raise BadRequest("query parameters must not contain NUL")
     try:
-        return msgspec.convert(dict(params or {}), model, strict=False)
+        return msgspec.convert(values, model, strict=False)
     except msgspec.ValidationError as exc:
         message = str(exc).replace("$.", "")
         raise BadRequest(f"invalid query parameter: {message}") from None

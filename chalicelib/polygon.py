@@ -342,27 +342,22 @@ class PolygonClient:
 
     def splits(self, ticker: str, since: date) -> list[Split]:
         """Splits of `ticker` executed on or after `since`, oldest first."""
-        params = {
-            "ticker": ticker,
-            "execution_date.gte": since.isoformat(),
-            "order": "asc",
-            "sort": "execution_date",
-            "limit": str(SPLITS_PAGE_LIMIT),
-        }
-        found: list[Split] = []
-        for page in self._pages("/v3/reference/splits", params, _SplitsPage):
-            found.extend(page.results)
-        return found
+        return self._splits(since, ticker=ticker)
 
     def splits_since(self, since: date) -> list[Split]:
         """Splits of every ticker executed on or after `since`, oldest first: one paged lookup
         instead of one per tracked symbol."""
+        return self._splits(since)
+
+    def _splits(self, since: date, *, ticker: str | None = None) -> list[Split]:
         params = {
             "execution_date.gte": since.isoformat(),
             "order": "asc",
             "sort": "execution_date",
             "limit": str(SPLITS_PAGE_LIMIT),
         }
+        if ticker is not None:
+            params = {"ticker": ticker, **params}
         found: list[Split] = []
         for page in self._pages("/v3/reference/splits", params, _SplitsPage):
             found.extend(page.results)

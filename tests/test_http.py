@@ -81,7 +81,9 @@ def test_parse_body_returns_the_model():
     [
         (None, "request body is required and must be a JSON object"),
         (b"", "request body is required and must be a JSON object"),
-        (b"{not json", "request body is not valid JSON"),
+        (b"{not json", "request body is not valid JSON (UTF-8)"),
+        (b'{"name": "x\xff"}', "request body is not valid JSON (UTF-8)"),
+        (b'{"name": "a\\u0000b"}', "request body strings must not contain NUL (\\u0000)"),
         (b'{"name": "x", "size": "3"}', "Expected `int`, got `str` - at `$.size`"),
         (b'{"name": "x", "colour": "red"}', "Object contains unknown field `colour`"),
         (b'{"size": 3}', "Object missing required field `name`"),
@@ -93,6 +95,15 @@ def test_parse_body_rejects_bad_input(raw, message):
         parse_body(raw, NewThing)
 
     assert caught.value.message == message
+
+
+def test_an_escaped_backslash_before_u0000_is_not_a_nul():
+    assert parse_body(b'{"name": "a\\\\u0000"}', NewThing) == NewThing(name="a\\u0000")
+
+
+def test_parse_query_rejects_nul():
+    with pytest.raises(errors.BadRequest, match="must not contain NUL"):
+        parse_query({"limit": "1\x00"}, ListQuery)
 
 
 def test_parse_body_rejects_huge_bodies():

@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from functools import cache
 
 import msgspec
+import psycopg
 
 from chalicelib import db
 from chalicelib.config import get_settings
+from chalicelib.errors import DatabaseUnavailable
 from chalicelib.keys import repository
 from chalicelib.keys.models import KeyStatus
 
@@ -35,6 +37,8 @@ REASON_ROTATED = "rotated_out"
 REASON_SCOPE = "scope_not_allowed"
 REASON_SOURCE_IP = "source_ip_not_allowed"
 REASON_RATE_LIMITED = "rate_limited"
+
+KEY_CHECK_UNAVAILABLE = "the API key could not be checked: the database is unavailable"
 
 _MAX_CACHED = 10_000
 
@@ -163,8 +167,11 @@ def status_by_id(key_id: int) -> KeyStatus | None:
     found, status = statuses.status(key_id, ttl=ttl)
     if found:
         return status
-    with db.connection() as conn:
-        status = repository.get_status_by_id(conn, key_id)
+    try:
+        with db.connection() as conn:
+            status = repository.get_status_by_id(conn, key_id)
+    except psycopg.OperationalError:
+        raise DatabaseUnavailable(KEY_CHECK_UNAVAILABLE) from None
     statuses.remember(key_id, status)
     return status
 
@@ -182,8 +189,11 @@ def credential_by_hash(key_hash: bytes, presented_prefix: str) -> Credential | N
             if status is None:
                 return None
             return Credential(status, credential_for(status, presented_prefix))
-    with db.connection() as conn:
-        status = repository.get_status_by_hash(conn, key_hash)
+    try:
+        with db.connection() as conn:
+            status = repository.get_status_by_hash(conn, key_hash)
+    except psycopg.OperationalError:
+        raise DatabaseUnavailable(KEY_CHECK_UNAVAILABLE) from None
     if status is None:
         return None
     statuses.remember(status.id, status, key_hash=key_hash)

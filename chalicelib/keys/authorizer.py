@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 
+import psycopg
 from chalice import AuthResponse, Blueprint
 from chalice.app import AuthRequest, AuthRoute
 
@@ -113,8 +114,9 @@ def _record_failure(
                 path=path,
                 status_code=401,
             )
-    except AppError as exc:
-        log.error("could not record a refused API key in the audit log: %s", exc.message)
+    except (AppError, psycopg.Error) as exc:
+        # The refusal stands either way; only its audit row is lost, and the log says so.
+        log.error("could not record a refused API key in the audit log: %s", type(exc).__name__)
 
 
 @bp.authorizer(ttl_seconds=POLICY_TTL_SECONDS)

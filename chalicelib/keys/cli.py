@@ -25,7 +25,6 @@ from chalicelib.keys.models import (
     MAX_AUDIT_PAGE,
     SCOPES,
     Actor,
-    AuditEntryOut,
     AuditPageOut,
     AuditQuery,
     CreatedKeyOut,
@@ -312,11 +311,10 @@ def audit_command(
     )
     with _connect() as conn, conn.transaction():
         page = service.audit_page(conn, key_id, query)
-    items = [msgspec.convert(row, AuditEntryOut, from_attributes=True) for row in page.items]
     if as_json:
-        _print_json(AuditPageOut(key_id=key_id, items=items, next_cursor=page.next_cursor))
+        _print_json(AuditPageOut(key_id=key_id, items=page.items, next_cursor=page.next_cursor))
         return
-    for row in items:
+    for row in page.items:
         what = f"{row.method} {row.path}" if row.method else ""
         status_text = str(row.status_code) if row.status_code is not None else ""
         latency = f"{row.latency_ms}ms" if row.latency_ms is not None else ""

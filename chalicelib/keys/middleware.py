@@ -93,7 +93,8 @@ def _path(route: str, uri_params: dict[str, str] | None) -> str:
     """The requested path without the stage prefix: the route with its parameters filled in."""
     params = uri_params or {}
     path = _PATH_PARAMETER.sub(lambda match: params.get(match.group(1), match.group(0)), route)
-    return path[:_MAX_PATH]
+    # PostgreSQL text cannot hold NUL: a decoded %00 in a parameter must not cost the audit row.
+    return path[:_MAX_PATH].replace("\x00", "\ufffd")
 
 
 def _record(

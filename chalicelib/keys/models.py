@@ -87,7 +87,9 @@ class KeyStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AuditRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One `api_key_audit` row, as the audit endpoint and the archive job read it."""
+    """One `api_key_audit` row, as the audit endpoint shows it and the archive job reads it.
+    `event`: request, auth_failed, or a lifecycle event; `reason`: why a request was refused,
+    or who changed the key."""
 
     id: int
     key_id: int | None
@@ -244,28 +246,9 @@ class KeyList(msgspec.Struct, frozen=True):
     count: int
 
 
-class AuditEntryOut(msgspec.Struct, frozen=True, kw_only=True):
-    """One audit row. `event`: request, auth_failed, or a lifecycle event; `reason`: why a
-    request was refused, or who changed the key."""
-
-    id: int
-    key_id: int | None
-    occurred_at: datetime
-    event: str
-    method: str | None
-    route: str | None
-    path: str | None
-    status_code: int | None
-    latency_ms: int | None
-    source_ip: str | None
-    request_id: str | None
-    key_prefix: str | None
-    reason: str | None
-
-
 class AuditPageOut(msgspec.Struct, frozen=True):
     """Newest first; pass `next_cursor` as `cursor` (with the same filters) for the next page."""
 
     key_id: int
-    items: list[AuditEntryOut]
+    items: list[AuditRow]
     next_cursor: str | None

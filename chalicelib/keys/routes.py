@@ -3,7 +3,6 @@ raw key appears only in the create and rotate responses."""
 
 from __future__ import annotations
 
-import msgspec
 from chalice import Blueprint, Response
 from chalice.app import Request
 
@@ -14,7 +13,6 @@ from chalicelib.keys.authorizer import api_key_authorizer
 from chalicelib.keys.middleware import request_id_of, source_ip_of
 from chalicelib.keys.models import (
     Actor,
-    AuditEntryOut,
     AuditPageOut,
     AuditQuery,
     CreatedKeyOut,
@@ -228,7 +226,6 @@ def api_key_audit(key_id: str) -> Response:
     query = parse_query(_request().query_params, AuditQuery)
     with db.connection() as conn, conn.transaction():
         page = service.audit_page(conn, parsed_id, query)
-    items = [msgspec.convert(row, AuditEntryOut, from_attributes=True) for row in page.items]
     return json_response(
-        AuditPageOut(key_id=page.key_id, items=items, next_cursor=page.next_cursor)
+        AuditPageOut(key_id=page.key_id, items=page.items, next_cursor=page.next_cursor)
     )

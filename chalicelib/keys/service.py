@@ -11,7 +11,8 @@ import base64
 import binascii
 import hashlib
 import ipaddress
-from datetime import datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -22,6 +23,8 @@ from chalicelib.keys import repository, tokens
 from chalicelib.keys.access import utc_now
 from chalicelib.keys.models import (
     MAX_CIDRS,
+    MAX_NAME_LENGTH,
+    NAME_PATTERN,
     SCOPES,
     Actor,
     ApiKey,
@@ -37,6 +40,9 @@ Connection = psycopg.Connection[Any]
 # but not yet committed is invisible, and the fold must not move past it. Counters therefore
 # trail the audit log by this much (docs: API_KEY_MANAGEMENT.md, "Usage counters").
 USAGE_SETTLE_SECONDS = 5.0
+
+# The latest instant PostgreSQL's timestamptz and Python's datetime both represent in UTC.
+LATEST_EXPIRY = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def normalize_scopes(scopes: list[str]) -> list[str]:
@@ -59,6 +65,8 @@ def normalize_cidrs(cidrs: list[str]) -> list[str]:
     networks = []
     for cidr in cidrs:
         try:
+            if "%" in cidr:  # a scoped IPv6 zone: Python accepts it, PostgreSQL's cidr does not
+                raise ValueError(cidr)
             network = ipaddress.ip_network(cidr.strip(), strict=True)
         except ValueError:
             raise BadRequest(
@@ -79,6 +87,23 @@ def check_expiry(expires_at: datetime | None, now: datetime) -> None:
         raise BadRequest(
             "expires_at must be in the future", details={"expires_at": expires_at.isoformat()}
         )
+    if expires_at.astimezone(UTC) > LATEST_EXPIRY:
+        raise BadRequest(
+            "expires_at must be before 9999-12-31T00:00:00Z",
+            details={"expires_at": expires_at.isoformat()},
+        )
+
+
+def check_name(name: str) -> str:
+    """The whole name must match NAME_PATTERN: the schema's `$` would let a trailing newline
+    through, and a name is shown in terminals and log lines."""
+    if not re.fullmatch(NAME_PATTERN.removeprefix("^").removesuffix("$"), name):
+        raise BadRequest(
+            "name may hold letters, digits, spaces and . _ : @ / + - and must start with a "
+            "letter or digit",
+            details={"name": name[:MAX_NAME_LENGTH]},
+        )
+    return name
 
 
 def _record(conn: Connection, event: str, key: ApiKey, actor: Actor | None, detail: str) -> None:
@@ -111,7 +136,7 @@ def create_key(
     raw_key = tokens.generate_key()
     key = repository.insert_key(
         conn,
-        name=name,
+        name=check_name(name),
         key_hash=tokens.hash_key(raw_key),
         key_prefix=tokens.display_prefix(raw_key),
         scopes=normalize_scopes(scopes),
@@ -158,7 +183,7 @@ def update_key(
     moves its expiry into the future."""
     current = _locked(conn, key_id)
     now = utc_now()
-    name = current.name if changes.name is UNSET else changes.name
+    name = current.name if changes.name is UNSET else check_name(changes.name)
     scopes = current.scopes if changes.scopes is UNSET else normalize_scopes(list(changes.scopes))
     expires_at = current.expires_at
     if changes.expires_at is not UNSET:

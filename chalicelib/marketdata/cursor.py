@@ -78,7 +78,10 @@ def decode_cursor(cursor: str, query: CursorQuery, *, secret: bytes) -> datetime
             "validated_only unchanged while paging",
             details={"parameter": "cursor"},
         )
-    return _EPOCH + timedelta(microseconds=decoded.after_us)
+    try:
+        return _EPOCH + timedelta(microseconds=decoded.after_us)
+    except OverflowError:
+        raise invalid from None
 
 
 def _b64(raw: bytes) -> str:

@@ -85,7 +85,11 @@ def historical_page(
         symbol=symbol,
         timeframe=query.timeframe,
         start_at=_day_start(query.start) if query.start else _FAR_PAST,
-        end_before=_day_start(query.end + timedelta(days=1)) if query.end else _FAR_FUTURE,
+        end_before=(
+            _day_start(query.end + timedelta(days=1))
+            if query.end and query.end < date.max
+            else _FAR_FUTURE
+        ),
         after=after,
         validated_only=query.validated_only,
         limit=min(query.limit, fits_at_most) + 1,

@@ -21,13 +21,24 @@ MARKET_ASSET_CLASSES: dict[Market, tuple[str, ...]] = {
 
 
 class SymbolBackfill(
-    msgspec.Struct, tag="symbol", tag_field="kind", forbid_unknown_fields=True, frozen=True
+    msgspec.Struct,
+    tag="symbol",
+    tag_field="kind",
+    forbid_unknown_fields=True,
+    frozen=True,
+    omit_defaults=True,
 ):
-    """Bring one (symbol, timeframe) up to `window` with its own range requests."""
+    """Bring one (symbol, timeframe) up to `window` with its own range requests.
+
+    `request_id` marks a backfill an operator asked for (`POST …/symbols/{symbol}/backfill`):
+    it runs whenever it arrives, even if the plan already completed the same identity today,
+    because the operator asked for it now; re-running a backfill writes nothing new.
+    """
 
     symbol: Annotated[str, Meta(pattern=r"^[A-Z0-9][A-Z0-9.]{0,14}$")]
     timeframe: Timeframe
     window: date
+    request_id: Annotated[str, Meta(max_length=200)] | None = None
 
     @property
     def identity(self) -> PlanIdentity:

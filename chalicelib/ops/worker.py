@@ -184,18 +184,25 @@ def process_body(body: str) -> str | None:
         log_event("backfill.message.rejected", level="error", reason=reason, body=body[:200])
         return reason
     identity = message.identity
-    with db.connection() as conn:
-        ledger = repository.record_attempt(conn, identity)
-    if ledger.completed_at is not None:
-        log_event("backfill.message.duplicate", identity=str(identity), attempts=ledger.attempts)
-        return None
+    # Planned messages go through the ledger, so a repeated plan or a redelivery does no work
+    # twice; one an operator requested runs as asked.
+    requested = isinstance(message, SymbolBackfill) and message.request_id is not None
+    attempts = None
+    if not requested:
+        with db.connection() as conn:
+            ledger = repository.record_attempt(conn, identity)
+        attempts = ledger.attempts
+        if ledger.completed_at is not None:
+            log_event("backfill.message.duplicate", identity=str(identity), attempts=attempts)
+            return None
     try:
         results = run_message(message)
     except RejectedMessage as exc:
         reason = str(exc)
         log_event("backfill.message.rejected", level="error", identity=str(identity), reason=reason)
-        with db.connection() as conn:
-            repository.mark_failed(conn, identity, error=reason)
+        if not requested:
+            with db.connection() as conn:
+                repository.mark_failed(conn, identity, error=reason)
         return reason
     failed = [result for result in results if result.status != "completed"]
     bars_written = sum(result.bars_written for result in results)
@@ -208,17 +215,19 @@ def process_body(body: str) -> str | None:
             "ProviderRequests": (sum(result.provider_requests for result in results), COUNT),
         },
         identity=str(identity),
-        attempts=ledger.attempts,
+        attempts=attempts,
+        operator_request_id=message.request_id if isinstance(message, SymbolBackfill) else None,
         units=len(results),
         errors=[f"{r.symbol} {r.timeframe}: {r.error}" for r in failed][:10] or None,
     )
-    with db.connection() as conn:
-        if failed:
-            reason = "; ".join(f"{r.symbol} {r.timeframe}: {r.error}" for r in failed)[:500]
-            repository.mark_failed(conn, identity, error=reason)
-            return reason
-        repository.mark_completed(conn, identity)
-    return None
+    failure = "; ".join(f"{r.symbol} {r.timeframe}: {r.error}" for r in failed)[:500] or None
+    if not requested:
+        with db.connection() as conn:
+            if failure:
+                repository.mark_failed(conn, identity, error=failure)
+            else:
+                repository.mark_completed(conn, identity)
+    return failure
 
 
 def handle_batch(

@@ -180,7 +180,8 @@ def deactivate_symbol(symbol: str) -> Response:
 )
 @json_view
 def backfill_symbol(symbol: str) -> Response:
-    outcome = service.backfill_symbol(symbol)
+    request_id = bp.current_request.context.get("requestId")
+    outcome = service.backfill_symbol(symbol, request_id=str(request_id) if request_id else None)
     runs = [
         BackfillResultOut(
             symbol=result.symbol,

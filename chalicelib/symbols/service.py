@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
+from uuid import uuid4
 
 from chalicelib import db
 from chalicelib.config import get_settings
@@ -180,7 +181,7 @@ class BackfillOutcome:
     queued: list[SymbolBackfill] = field(default_factory=list)
 
 
-def backfill_symbol(raw: str) -> BackfillOutcome:
+def backfill_symbol(raw: str, *, request_id: str | None = None) -> BackfillOutcome:
     """Backfill one tracked symbol now, every timeframe.
 
     Locally (and in tests) the backfill runs in this request. In Lambda it would outlive API
@@ -189,13 +190,15 @@ def backfill_symbol(raw: str) -> BackfillOutcome:
     with db.connection() as conn:
         tracked = resolve_symbol(conn, raw)
     if get_settings().in_lambda:
-        return BackfillOutcome(tracked.symbol, queued=queue_backfill(tracked))
+        return BackfillOutcome(
+            tracked.symbol, queued=queue_backfill(tracked, request_id=request_id or uuid4().hex)
+        )
     from chalicelib.backfill.service import run_backfill
 
     return BackfillOutcome(tracked.symbol, results=run_backfill(symbols=[tracked.symbol]))
 
 
-def queue_backfill(tracked: TrackedSymbol) -> list[SymbolBackfill]:
+def queue_backfill(tracked: TrackedSymbol, *, request_id: str) -> list[SymbolBackfill]:
     """One message per timeframe, up to today, on the backfill queue; the worker runs them
     with the same code as the CLI. A message the queue refuses is a 503, never a silent drop."""
     from chalicelib.ops.models import SymbolBackfill, encode_message
@@ -204,7 +207,12 @@ def queue_backfill(tracked: TrackedSymbol) -> list[SymbolBackfill]:
     window = datetime.now(UTC).date()
     messages = [
         # The table's check constraint admits only known timeframes.
-        SymbolBackfill(symbol=tracked.symbol, timeframe=cast(Timeframe, timeframe), window=window)
+        SymbolBackfill(
+            symbol=tracked.symbol,
+            timeframe=cast(Timeframe, timeframe),
+            window=window,
+            request_id=request_id,
+        )
         for timeframe in tracked.timeframes
     ]
     report = send_bodies(
