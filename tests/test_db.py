@@ -143,3 +143,11 @@ def test_embedded_server_keeps_its_data_under_the_data_dir(database_url):
     assert (PROJECT_ROOT / ".data" / "pg" / "PG_VERSION").read_text().strip() == "16"
     with psycopg.connect(url) as conn:
         assert conn.execute("SHOW server_version_num").fetchone()[0].startswith("16")
+
+
+def test_an_unparseable_url_is_a_configuration_error_that_hides_the_password():
+    with pytest.raises(ConfigError) as caught:
+        db.connect("postgresql://mdw:hunter2%zz@127.0.0.1:5432/mdw")
+
+    assert caught.value.message.startswith("the database URL is not a valid connection string")
+    assert "hunter2" not in caught.value.message

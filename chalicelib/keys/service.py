@@ -87,7 +87,11 @@ def check_expiry(expires_at: datetime | None, now: datetime) -> None:
         raise BadRequest(
             "expires_at must be in the future", details={"expires_at": expires_at.isoformat()}
         )
-    if expires_at.astimezone(UTC) > LATEST_EXPIRY:
+    try:
+        too_late = expires_at.astimezone(UTC) > LATEST_EXPIRY
+    except OverflowError:  # past year 9999 once in UTC
+        too_late = True
+    if too_late:
         raise BadRequest(
             "expires_at must be before 9999-12-31T00:00:00Z",
             details={"expires_at": expires_at.isoformat()},

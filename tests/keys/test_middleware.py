@@ -21,6 +21,7 @@ from chalicelib.config import get_settings
 from chalicelib.errors import DatabaseUnavailable
 from chalicelib.keys import middleware, repository
 from chalicelib.keys.middleware import RateLimiter, enforce_key_policy
+from tests.conftest import PinnedConnection
 from tests.factories import make_admin_key, make_key
 from tests.keys.helpers import (
     audit_rows,
@@ -302,6 +303,25 @@ def test_an_unreachable_database_during_the_status_check_is_503(pinned_db):
 
     assert response["statusCode"] == 503
     assert body_of(response)["error"]["code"] == "database_unavailable"
+
+
+def test_a_connection_lost_during_the_status_check_is_503_in_the_one_body(pinned_db, database_url):
+    created = make_key(pinned_db)
+    assert call(created.key)["statusCode"] == 200
+    middleware.access.statuses.clear()
+    lost = db.connect(database_url)
+    lost.close()  # a real psycopg connection whose server side is gone
+    db.set_database(PinnedConnection(lost))
+
+    response = call(created.key)
+
+    assert response["statusCode"] == 503
+    assert body_of(response) == {
+        "error": {
+            "code": "database_unavailable",
+            "message": "the API key could not be checked: the database is unavailable",
+        }
+    }
 
 
 # --- cost ----------------------------------------------------------------------------------

@@ -171,6 +171,23 @@ BAD_CREATE_BODIES = [
     ),
     pytest.param(b"", "request body is required", id="empty-body"),
     pytest.param(b"[]", "Expected `object`", id="array-body"),
+    pytest.param(
+        {"name": "x", "scopes": ["read"], "allowed_cidrs": ["fe80::%eth0/64"]},
+        "is not a CIDR",
+        id="scoped-ipv6-cidr",
+    ),
+    pytest.param(
+        {"name": "x", "scopes": ["read"], "expires_at": "9999-12-31T23:59:59-05:00"},
+        "expires_at must be before 9999-12-31",
+        id="expiry-past-year-9999",
+    ),
+    pytest.param({"name": "a\n", "scopes": ["read"]}, "name may hold", id="name-with-newline"),
+    pytest.param(
+        b'{"name": "x\xff", "scopes": ["read"]}', "not valid JSON (UTF-8)", id="invalid-utf8"
+    ),
+    pytest.param(
+        b'{"name": "x\\u0000", "scopes": ["read"]}', "must not contain NUL", id="nul-in-name"
+    ),
 ]
 
 
@@ -590,6 +607,7 @@ def test_audit_filters_by_status_route_event_and_time(client, pinned_db, admin):
         pytest.param("sort=asc", "unknown field `sort`", id="unknown-parameter"),
         pytest.param("cursor=not-a-cursor", "cursor is not valid", id="garbage-cursor"),
         pytest.param("cursor=MTAuMGJhZGJhZGJhZGJhZGJhZA", "cursor is not valid", id="forged"),
+        pytest.param("route=%00", "must not contain NUL", id="nul-in-route"),
     ],
 )
 def test_audit_refuses_bad_parameters(client, pinned_db, admin, query, message):

@@ -58,3 +58,22 @@ def test_cursor_of_another_query_is_refused() -> None:
 
     with pytest.raises(BadRequest, match="different query"):
         decode_cursor(cursor, other, secret=SECRET)
+
+
+@pytest.mark.parametrize("after_us", [10**18, -(10**18)])
+def test_a_validly_signed_cursor_out_of_the_calendar_is_refused(after_us: int) -> None:
+    # Someone who knows the secret (the default one is public) can sign any position; one
+    # outside what a datetime can hold is refused like any other bad cursor.
+    import hashlib
+    import hmac
+
+    import msgspec
+
+    from chalicelib.marketdata import cursor as cursor_module
+
+    payload = msgspec.json.encode(cursor_module._Payload(cursor_module._VERSION, QUERY, after_us))
+    signature = hmac.new(SECRET, payload, hashlib.sha256).digest()[: cursor_module._SIGNATURE_BYTES]
+    forged = f"{cursor_module._b64(payload)}.{cursor_module._b64(signature)}"
+
+    with pytest.raises(BadRequest, match="invalid cursor"):
+        decode_cursor(forged, QUERY, secret=SECRET)

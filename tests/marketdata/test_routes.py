@@ -299,3 +299,18 @@ def test_responses_are_json(client: Any, pinned_db: db.Connection, reader: dict[
 
     assert response.headers["Content-Type"] == "application/json"
     assert json.loads(response.body)["bars"] == 0
+
+
+def test_historical_with_the_last_representable_end_date_is_served(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 3))
+
+    response = get(client, "/api/v1/historical/AAPL?start=2024-01-02&end=9999-12-31", reader)
+
+    assert response.status_code == 200
+    assert [bar["time"] for bar in response.json_body["bars"]] == [
+        "2024-01-02T05:00:00Z",
+        "2024-01-03T05:00:00Z",
+    ]

@@ -79,6 +79,22 @@ def test_a_redelivered_completed_message_changes_nothing(pinned_db: db.Connectio
     assert ledger(pinned_db, "AAPL") == (True, 2, None)
 
 
+def test_an_operator_requested_backfill_runs_even_after_the_plan_completed(
+    pinned_db: db.Connection,
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    worker.handle_batch([record("planned", symbol_body("AAPL"))])
+    runs = count(pinned_db, "SELECT count(*) FROM backfill_runs")
+    requested = {**symbol_body("AAPL"), "request_id": "req-42"}
+
+    first = worker.handle_batch([record("asked-1", requested)])
+    second = worker.handle_batch([record("asked-2", requested)])
+
+    assert first == second == {"batchItemFailures": []}
+    assert count(pinned_db, "SELECT count(*) FROM backfill_runs") == runs + 2
+    assert ledger(pinned_db, "AAPL") == (True, 1, None)  # the plan's row, untouched
+
+
 def test_malformed_messages_fail_alone_with_a_logged_reason(
     pinned_db: db.Connection, capsys: pytest.CaptureFixture[str]
 ) -> None:
