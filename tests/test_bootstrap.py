@@ -34,12 +34,14 @@ def test_admin_key_is_well_formed_and_found_by_its_hash(empty_conn):
 
     assert summary.admin_key is not None
     assert tokens.is_well_formed(summary.admin_key)
-    stored = keys_repository.get_key_by_hash(empty_conn, tokens.hash_key(summary.admin_key))
+    stored = keys_repository.get_status_by_hash(empty_conn, tokens.hash_key(summary.admin_key))
     assert stored is not None
-    assert stored.name == "bootstrap-admin"
     assert stored.scopes == ["read", "admin"]
     assert stored.active is True
+    assert stored.expires_at is None
     assert stored.key_prefix == summary.admin_key[:12]
+    names = keys_repository.names_starting_with(empty_conn, "bootstrap-admin")
+    assert names == ["bootstrap-admin"]
     raw_in_db = empty_conn.execute(
         "SELECT count(*) FROM api_keys WHERE key_prefix = %s OR name = %s",
         (summary.admin_key, summary.admin_key),

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal, Protocol
 
-BackfillStatus = Literal["pending", "in_progress", "completed", "failed"]
 RunOutcome = Literal["completed", "failed"]
 
 

@@ -323,6 +323,8 @@ def upsert_bars(conn: Connection, *, symbol: str, timeframe: str, bars: Iterable
     newest one and the COPY. Returns how many rows were inserted or changed (unchanged rows are
     skipped). The bars must be unique by time.
     """
+    # A savepoint inside the caller's transaction: a failed COPY or merge leaves that
+    # transaction usable for recording the failure, and the lock lives until the caller ends.
     with conn.transaction():
         conn.execute(LOCK_UNIT, {"unit": f"{symbol}/{timeframe}"})
         row = conn.execute(SELECT_NEWEST_MS, {"symbol": symbol, "timeframe": timeframe}).fetchone()

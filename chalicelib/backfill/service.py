@@ -7,7 +7,7 @@ writes all its bars with its success in one transaction, so a failed run leaves 
 the run's history row is committed on its own, so a failure is still recorded. Re-running is
 idempotent: the same bars upsert to the same rows, and unchanged rows are not rewritten.
 
-Where a unit starts (DESIGN §5): from the newest stored bar, which is fetched again because it
+Where a unit starts: from the newest stored bar, which is fetched again because it
 may have been partial; for a unit with no bars, from a default depth per timeframe; for a stock
 with a split since its last backfill, from the beginning again, because a split changes every
 earlier adjusted price.

@@ -5,8 +5,9 @@ from __future__ import annotations
 import msgspec
 from chalice import Blueprint, Response
 
+from chalicelib.errors import ServiceUnavailable
 from chalicelib.health.service import check_health
-from chalicelib.http import json_response, json_view
+from chalicelib.http import error_response, json_response, json_view
 from chalicelib.openapi import Operation, declare
 
 bp = Blueprint(__name__)
@@ -20,20 +21,16 @@ def health() -> Response:
         return json_response(
             {"status": "ok", "database": "ok", "schema_version": report.schema_version}
         )
-    return json_response(
-        {
-            "error": {
-                "code": "service_unavailable",
-                "message": report.message,
-                "details": {
-                    "status": report.status,
-                    "database": report.database,
-                    "schema_version": report.schema_version,
-                    "expected_schema_version": report.expected_schema_version,
-                },
-            }
-        },
-        status=503,
+    return error_response(
+        ServiceUnavailable(
+            report.message or "database unavailable",
+            details={
+                "status": report.status,
+                "database": report.database,
+                "schema_version": report.schema_version,
+                "expected_schema_version": report.expected_schema_version,
+            },
+        )
     )
 
 

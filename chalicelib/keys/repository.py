@@ -46,8 +46,6 @@ VALUES (%(name)s, %(key_hash)s, %(key_prefix)s, %(scopes)s, %(expires_at)s,
 RETURNING {KEY_COLUMNS}
 """
 
-SELECT_KEY_BY_HASH = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = %(key_hash)s"
-
 SELECT_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = %(id)s"
 
 SELECT_KEY_FOR_UPDATE = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = %(id)s FOR UPDATE"
@@ -247,11 +245,6 @@ def insert_key(
         raise
     assert row is not None
     return row
-
-
-def get_key_by_hash(conn: Connection, key_hash: bytes) -> ApiKey | None:
-    with conn.cursor(row_factory=class_row(ApiKey)) as cur:
-        return cur.execute(SELECT_KEY_BY_HASH, {"key_hash": key_hash}).fetchone()
 
 
 def get_key(conn: Connection, key_id: int, *, for_update: bool = False) -> ApiKey | None:

@@ -2,7 +2,7 @@
 
 Per market and run it reads every active (symbol, timeframe) with its newest stored bar, then
 chooses for the daily bars between one range request per symbol and one grouped-daily request per
-missing market date (DESIGN §5), whichever costs fewer provider calls. Intraday and weekly bars
+missing market date, whichever costs fewer provider calls. Intraday and weekly bars
 always take range requests. Every message has an identity (kind, target, timeframe, window), and
 an identity is queued once, so a second plan of the same day queues nothing.
 """

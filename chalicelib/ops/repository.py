@@ -65,13 +65,8 @@ kind = %(kind)s AND target = %(target)s AND timeframe = %(timeframe)s
 AND window_date = %(window_date)s
 """
 
-SELECT_MESSAGE = f"""
-SELECT kind, target, timeframe, window_date, sent_at, completed_at, attempts
-FROM backfill_plan_messages WHERE {IDENTITY_WHERE}
-"""
-
-# A message can also come from outside a plan (an operator's send, the admin backfill route):
-# it gets its ledger row on first receipt.
+# A message can also come from outside a plan (an operator's own send): it gets its ledger row
+# on first receipt. Backfills requested through the API carry a request id and skip the ledger.
 RECORD_ATTEMPT = """
 INSERT INTO backfill_plan_messages AS m (kind, target, timeframe, window_date, sent_at, attempts)
 VALUES (%(kind)s, %(target)s, %(timeframe)s, %(window_date)s, clock_timestamp(), 1)
@@ -127,11 +122,6 @@ def claim_unsent(conn: Connection, identities: Sequence[PlanIdentity]) -> list[P
 def mark_sent(conn: Connection, identities: Sequence[PlanIdentity]) -> None:
     if identities:
         conn.execute(MARK_SENT, _columns(identities))
-
-
-def get_message(conn: Connection, identity: PlanIdentity) -> PlanMessageRow | None:
-    with conn.cursor(row_factory=class_row(PlanMessageRow)) as cur:
-        return cur.execute(SELECT_MESSAGE, _identity(identity)).fetchone()
 
 
 def record_attempt(conn: Connection, identity: PlanIdentity) -> PlanMessageRow:

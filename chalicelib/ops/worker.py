@@ -90,7 +90,7 @@ class GroupedDayClient:
 
     `aggregates` returns the day's bar for the ticker (whatever window is asked: the message
     serves exactly that day); `splits` uses the provider's bulk lookup when the client has one,
-    else asks per ticker, so a split still triggers the full re-backfill DESIGN §5 requires.
+    else asks per ticker, so a split still triggers the full re-backfill of an adjusted series.
     """
 
     def __init__(self, client: PolygonClient, market: Market, rows: Iterable[GroupedBar]) -> None:
