@@ -226,3 +226,28 @@ def test_the_template_passes_cfn_lint(package: Path) -> None:
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_gateway_answers_its_own_refusals_in_the_one_error_body(
+    resources: dict[str, Any],
+) -> None:
+    responses = {
+        resource["Properties"]["ResponseType"]: resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::ApiGateway::GatewayResponse"
+    }
+
+    assert set(responses) == {"UNAUTHORIZED", "ACCESS_DENIED", "DEFAULT_4XX", "DEFAULT_5XX"}
+    for properties in responses.values():
+        assert properties["RestApiId"] == {"Ref": "RestAPI"}
+        template = properties["ResponseTemplates"]["application/json"]
+        assert template.startswith('{"error": {"code": "')
+    unauthorized = json.loads(responses["UNAUTHORIZED"]["ResponseTemplates"]["application/json"])
+    assert unauthorized == {
+        "error": {
+            "code": "unauthorized",
+            "message": "a valid API key is required: Authorization: Bearer mdw_...",
+        }
+    }
+    assert responses["UNAUTHORIZED"]["StatusCode"] == "401"
+    assert responses["ACCESS_DENIED"]["StatusCode"] == "403"
