@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime
 from typing import NamedTuple
 
@@ -242,16 +241,13 @@ def test_thresholds_come_from_settings():
     assert Thresholds.from_settings(settings) == Thresholds(12.5, 4.0, 30)
 
 
-def test_validation_is_a_tight_loop():
-    # 200,000 bars in well under a second on a laptop (bench_ingest times a million); the
-    # bound leaves room for a loaded CI machine.
-    bars = minute_bars(200_000)
+def test_a_long_clean_series_has_no_flags_across_days_and_windows():
+    # 5,000 crypto minute bars span four UTC days and hundreds of rolling volume windows.
+    # Speed is measured by bench/bench_ingest.py, not here.
+    bars = minute_bars(5_000)
 
-    started = time.perf_counter()
     masks = validate_bars(
         bars, timeframe="1m", asset_class="crypto", thresholds=Thresholds(volume_window=20)
     )
-    elapsed = time.perf_counter() - started
 
-    assert masks.count(0) == 200_000
-    assert elapsed < 3.0
+    assert masks.count(0) == 5_000
