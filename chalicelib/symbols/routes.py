@@ -183,16 +183,7 @@ def backfill_symbol(symbol: str) -> Response:
     request_id = bp.current_request.context.get("requestId")
     outcome = service.backfill_symbol(symbol, request_id=str(request_id) if request_id else None)
     runs = [
-        BackfillResultOut(
-            symbol=result.symbol,
-            timeframe=result.timeframe,
-            status=result.status,
-            bars_written=result.bars_written,
-            provider_requests=result.provider_requests,
-            error=result.error,
-            started_at=result.started_at,
-            finished_at=result.finished_at,
-        )
+        msgspec.convert(result, BackfillResultOut, from_attributes=True)
         for result in outcome.results
     ]
     queued = [QueuedBackfillOut(m.timeframe, m.window) for m in outcome.queued]
