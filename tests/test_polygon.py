@@ -408,8 +408,9 @@ def test_exhausted_retries_raise_unavailable(
 
 
 def test_a_slow_answer_times_out_and_is_retried(sim: PolygonSimulator, sleeps: Sleeps) -> None:
-    sim.inject_fault("slow", times=1, seconds=2.0)
-    with make_client(sim, sleeps, timeout=0.5) as client:
+    # The retry's normal answer has the whole 1.5 s timeout; the slow one sleeps twice as long.
+    sim.inject_fault("slow", times=1, seconds=3.0)
+    with make_client(sim, sleeps, timeout=1.5) as client:
         assert client.ticker_exists("AAPL") is True
         assert client.request_count == 2
     assert sleeps == [0.5]

@@ -104,9 +104,7 @@ class TestPolygonSecret:
         "stored",
         [POLYGON_KEY, f"{POLYGON_KEY}\n", json.dumps({"api_key": POLYGON_KEY})],
     )
-    def test_reads_a_plain_or_json_secret(
-        self, stored: str, set_env: Callable[..., None]
-    ) -> None:
+    def test_reads_a_plain_or_json_secret(self, stored: str, set_env: Callable[..., None]) -> None:
         arn = put_secret("mdw/polygon", stored)
         set_env(POLYGON_API_KEY=None, POLYGON_API_KEY_SECRET_ARN=arn)
 

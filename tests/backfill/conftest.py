@@ -22,16 +22,21 @@ def simulator() -> Iterator[PolygonSimulator]:
         yield sim
 
 
-@pytest.fixture
-def polygon(simulator: PolygonSimulator) -> Iterator[PolygonClient]:
-    """A client of the simulator that retries twice, after a few milliseconds."""
-    with PolygonClient(
+def make_client(simulator: PolygonSimulator, *, max_retries: int = MAX_RETRIES) -> PolygonClient:
+    """A client of the simulator whose retries come after a few milliseconds."""
+    return PolygonClient(
         simulator.url,
         SIM_API_KEY,
         timeout=CLIENT_TIMEOUT,
-        max_retries=MAX_RETRIES,
+        max_retries=max_retries,
         backoff_base=0.005,
         max_backoff=0.02,
         jitter=0.0,
-    ) as client:
+    )
+
+
+@pytest.fixture
+def polygon(simulator: PolygonSimulator) -> Iterator[PolygonClient]:
+    """A client of the simulator that retries twice, after a few milliseconds."""
+    with make_client(simulator) as client:
         yield client

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from chalicelib import db
+from chalicelib.backfill.calendar import trading_days
 from devtools.polygon_sim import PolygonSimulator
 from tests.factories import make_bars, make_symbol
 from tests.ops.conftest import AFTER_CLOSE, MAX_RECEIVES, Queues
@@ -119,8 +120,13 @@ def test_plan_drain_retry_dead_letter_and_replan(
     ).fetchone()
     assert friday == (13,)  # the twelve caught-up symbols and NEWA
     history = pinned_db.execute("SELECT count(*) FROM bars WHERE symbol = 'NEWA'").fetchone()
+    [(start,)] = pinned_db.execute(
+        "SELECT range_start FROM backfill_runs WHERE symbol = 'NEWA'"
+    ).fetchall()
     assert history is not None
-    assert history[0] > 1000  # five years of sessions, from the range endpoint
+    # The history starts five years before today's date (so the count moves with the date) and
+    # ends at the simulator's present: every session in between.
+    assert history[0] == len(trading_days(start, AFTER_CLOSE.date()))
     assert pinned_db.execute("SELECT count(*) FROM bars WHERE symbol = 'NEWB'").fetchone() == (0,)
 
     # NEWB keeps failing until it has been received MAX_RECEIVES times, then it is dead-lettered.
