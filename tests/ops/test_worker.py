@@ -195,15 +195,22 @@ def test_the_grouped_bar_is_the_same_bar_the_range_endpoint_gives(
 
 
 def test_a_database_outage_fails_every_record_without_crashing(
-    pinned_db: db.Connection, monkeypatch: pytest.MonkeyPatch
+    pinned_db: db.Connection, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from chalicelib.errors import DatabaseUnavailable
-
-    def unavailable() -> Any:
-        raise DatabaseUnavailable('cannot connect to database "mdw" on db:5432: refused')
-
-    monkeypatch.setattr(db, "connection", unavailable)
+    # Nothing listens on port 1; the pinned_db fixture restores the container's database.
+    db.set_database(db.Database("postgresql://mdw@127.0.0.1:1/nowhere", connect_timeout=1))
 
     answer = worker.handle_batch([record("a", symbol_body("AAPL")), record("b", "{}")])
 
     assert answer == {"batchItemFailures": [{"itemIdentifier": "a"}, {"itemIdentifier": "b"}]}
+    logged = {
+        line["message_id"]: (line["event"], line["reason"])
+        for line in map(json.loads, capsys.readouterr().out.splitlines())
+    }
+    # The well-formed message failed on the database; the malformed one never needed it.
+    assert logged["a"][0] == "backfill.message.error"
+    assert logged["a"][1].startswith('cannot connect to database "nowhere" on 127.0.0.1:1: ')
+    assert logged["b"] == (
+        "backfill.message.rejected",
+        "malformed message: Object missing required field `kind`",
+    )
