@@ -25,6 +25,8 @@ def test_health_is_served(chalice_local):
 
 
 def test_protected_route_without_a_key_is_401_from_the_local_gateway(chalice_local):
-    status, _ = get(f"{chalice_local}/api/v1/symbols")
+    status, body = get(f"{chalice_local}/api/v1/symbols")
 
     assert status == 401
+    # The gateway refuses before the app runs, with API Gateway's body, not the app's.
+    assert body == {"message": "Unauthorized"}
