@@ -28,5 +28,6 @@ def test_protected_route_without_a_key_is_401_from_the_local_gateway(chalice_loc
     status, body = get(f"{chalice_local}/api/v1/symbols")
 
     assert status == 401
-    # The gateway refuses before the app runs, with API Gateway's body, not the app's.
+    # chalice local's stand-in gateway refuses before the app runs, in its own words; on AWS
+    # the gateway responses in deploy/resources.json give this refusal the one error body.
     assert body == {"message": "Unauthorized"}
