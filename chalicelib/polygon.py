@@ -466,8 +466,10 @@ class PolygonClient:
                 wait = self._backoff(attempt) if retry_after is None else retry_after
             if attempt < self.max_retries:
                 self._sleep(min(wait, self.max_backoff))
+        attempts = self.max_retries + 1
         raise PolygonUnavailable(
-            f"GET {path}: gave up after {self.max_retries + 1} attempts; last: {problem}",
+            f"GET {path}: gave up after {attempts} attempt{'s' if attempts > 1 else ''}; "
+            f"last: {problem}",
             path=path,
             status=last_status,
         )

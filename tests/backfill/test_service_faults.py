@@ -68,7 +68,7 @@ def outcome(conn):
             {"seconds": CLIENT_TIMEOUT + 1.0},
             1,
             0,
-            f"gave up after 1 attempts; last: no answer within {CLIENT_TIMEOUT:g}s",
+            f"gave up after 1 attempt; last: no answer within {CLIENT_TIMEOUT:g}s",
             id="slow-past-the-timeout",
         ),
         pytest.param(
