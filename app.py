@@ -8,7 +8,6 @@ from typing import Any
 from chalice import Chalice
 from chalice.app import CloudWatchEvent, SQSEvent
 
-from chalicelib import jobs
 from chalicelib.config import get_settings
 from chalicelib.errors import AppError
 from chalicelib.health.routes import bp as health_bp
@@ -60,6 +59,8 @@ app.register_middleware(enforce_key_policy, "http")
 def migrate(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Apply pending migrations; `{"dry_run": true}` lists them instead. A failure raises, so
     the invocation itself fails (and `chalice invoke` exits non-zero) with the runner's message."""
+    from chalicelib import jobs  # the runner: only this function's containers load it
+
     dry_run = bool((event or {}).get("dry_run", False))
     return jobs.migrate(dry_run=dry_run).as_dict()
 

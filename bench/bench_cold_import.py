@@ -15,7 +15,7 @@ from chalicelib.config import PROJECT_ROOT
 
 BASELINE = "import chalice, psycopg"
 SUBJECT = "import app"
-ROUNDS = 15
+ROUNDS = 25
 
 
 def _time(code: str) -> float:

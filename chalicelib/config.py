@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+import msgspec
 
 from chalicelib.errors import ConfigError
 
@@ -79,8 +80,7 @@ def _schedule(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(msgspec.Struct, frozen=True):
     database_url: str | None
     database_secret_arn: str | None
     data_dir: Path

@@ -8,24 +8,20 @@ changed or vanished stops the runner before anything runs.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
-import re
-import socket
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.rows import class_row
 
 from chalicelib.config import MIGRATIONS_DIR
 from chalicelib.errors import MigrationError
-from chalicelib.schema import verify_schema
+from chalicelib.schema import MIGRATION_FILENAME, current_schema_version, verify_schema
 from chalicelib.sqlsplit import split_statements
 
 Connection = psycopg.Connection[Any]
@@ -33,7 +29,6 @@ Connection = psycopg.Connection[Any]
 NO_TRANSACTION_MARKER = "-- mdw:no-transaction"
 # Advisory lock key shared by every runner of this schema ("mdw" in ASCII).
 MIGRATION_LOCK_KEY = 0x6D6477
-_FILENAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
 
 CREATE_HISTORY_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -53,11 +48,9 @@ INSERT_HISTORY = """
 INSERT INTO schema_migrations (version, name, checksum, applied_by, duration_ms)
 VALUES (%(version)s, %(name)s, %(checksum)s, %(applied_by)s, %(duration_ms)s)
 """
-SELECT_SCHEMA_VERSION = "SELECT max(version) FROM schema_migrations"
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
+class Migration(msgspec.Struct, frozen=True):
     version: int
     name: str
     path: Path
@@ -74,8 +67,7 @@ class Migration:
         return first_line != NO_TRANSACTION_MARKER
 
 
-@dataclass(frozen=True, slots=True)
-class AppliedMigration:
+class AppliedMigration(msgspec.Struct, frozen=True):
     version: int
     name: str
     checksum: str
@@ -84,10 +76,9 @@ class AppliedMigration:
     duration_ms: int
 
 
-@dataclass(slots=True)
-class MigrationSummary:
-    applied: list[str] = field(default_factory=list)
-    pending_before: list[str] = field(default_factory=list)
+class MigrationSummary(msgspec.Struct):
+    applied: list[str] = msgspec.field(default_factory=list)
+    pending_before: list[str] = msgspec.field(default_factory=list)
     schema_ok: bool = False
     duration_ms: int = 0
     dry_run: bool = False
@@ -110,7 +101,7 @@ def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     for path in sorted(directory.iterdir()):
         if path.suffix != ".sql":
             continue
-        match = _FILENAME.match(path.name)
+        match = MIGRATION_FILENAME.match(path.name)
         if not match:
             raise MigrationError(f"{path.name}: migration files must be named NNNN_verb_noun.sql")
         version = int(match["version"])
@@ -127,22 +118,6 @@ def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             checksum=hashlib.sha256(raw).hexdigest(),
         )
     return [by_version[v] for v in sorted(by_version)]
-
-
-@cache
-def latest_version(directory: Path = MIGRATIONS_DIR) -> int:
-    """The newest version on disk; the files cannot change while a container lives."""
-    migrations = discover_migrations(directory)
-    return migrations[-1].version if migrations else 0
-
-
-def current_schema_version(conn: Connection) -> int | None:
-    """The highest applied version, or None when the history table does not exist yet."""
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
-        return None
-    row = conn.execute(SELECT_SCHEMA_VERSION).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
 
 
 def get_migration_history(conn: Connection) -> list[AppliedMigration]:
@@ -187,6 +162,10 @@ def default_applied_by() -> str:
     function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
     if function:
         return f"lambda:{function}"
+    # Only a runner needs these; API containers never import them.
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

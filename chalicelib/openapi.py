@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -65,8 +64,7 @@ class ErrorBody(msgspec.Struct):
     error: ErrorDetail
 
 
-@dataclass(frozen=True, slots=True)
-class Operation:
+class Operation(msgspec.Struct, frozen=True):
     """One route as the API document describes it.
 
     `query`, `body` and `response` are msgspec types (usually Structs), or for `response` a
@@ -85,7 +83,7 @@ class Operation:
     response: Any = None
     status: int = 200
     errors: tuple[int, ...] = ()
-    path_parameters: Mapping[str, str] = field(default_factory=dict)
+    path_parameters: Mapping[str, str] = msgspec.field(default_factory=dict)
     uses_database: bool = True
 
     @property

@@ -1,14 +1,27 @@
-"""What the code expects the database to hold, checked by `verify_schema`.
+"""What the code expects the database to hold, checked by `verify_schema`, and the schema
+version it expects, checked once per API container (`health.service`).
 
-A migration that adds a table, column or index the code relies on adds it here too.
+A migration that adds a table, column or index the code relies on adds it here too. This module
+stays small on purpose: API containers import it, and only `migrate` needs the runner.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
+
+from chalicelib.config import MIGRATIONS_DIR
+
+MIGRATION_FILENAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
+SELECT_SCHEMA_VERSION = "SELECT max(version) FROM schema_migrations"
+SELECT_HISTORY_EXISTS = "SELECT to_regclass('schema_migrations') IS NOT NULL"
+
+Connection = psycopg.Connection[Any]
 
 EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
     "schema_migrations": (
@@ -140,8 +153,7 @@ WHERE schemaname = current_schema() AND indexname = ANY(%(indexes)s)
 """
 
 
-@dataclass(frozen=True, slots=True)
-class SchemaReport:
+class SchemaReport(msgspec.Struct, frozen=True):
     """Each expected table, `table.column` and index name mapped to whether it exists."""
 
     checks: dict[str, bool]
@@ -178,3 +190,25 @@ def verify_schema(conn: psycopg.Connection[Any]) -> SchemaReport:
     for index in EXPECTED_INDEXES:
         checks[f"index:{index}"] = index in present_indexes
     return SchemaReport(checks)
+
+
+@cache
+def latest_version(directory: Path = MIGRATIONS_DIR) -> int:
+    """The newest version on disk, from the file names alone: the start-up check of every API
+    container asks for it, and needs neither the files' text nor their checksums. The files
+    cannot change while a container lives."""
+    versions = [
+        int(match["version"])
+        for path in directory.glob("*.sql")
+        if (match := MIGRATION_FILENAME.match(path.name))
+    ]
+    return max(versions, default=0)
+
+
+def current_schema_version(conn: Connection) -> int | None:
+    """The highest applied version, or None when the history table does not exist yet."""
+    exists = conn.execute(SELECT_HISTORY_EXISTS).fetchone()
+    if not exists or not exists[0]:
+        return None
+    row = conn.execute(SELECT_SCHEMA_VERSION).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0

@@ -10,7 +10,8 @@ from app import app
 from chalicelib import db
 from chalicelib.errors import MigrationError, ServiceUnavailable
 from chalicelib.health.service import ensure_schema_current, forget_schema_check
-from chalicelib.migrations import discover_migrations, latest_version
+from chalicelib.migrations import discover_migrations
+from chalicelib.schema import latest_version
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 
+import msgspec
 import psycopg
 import pytest
 
@@ -136,10 +137,7 @@ def test_describe_target_never_shows_the_password():
 
 
 def settings(**overrides) -> Settings:
-    base = Settings.from_env({})
-    values = {field: getattr(base, field) for field in base.__dataclass_fields__}
-    values.update(overrides)
-    return Settings(**values)
+    return msgspec.structs.replace(Settings.from_env({}), **overrides)
 
 
 def test_database_url_wins():

@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.request
 
-from chalicelib.migrations import latest_version
+from chalicelib.schema import latest_version
 
 
 def get(url: str) -> tuple[int, dict]:

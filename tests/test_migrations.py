@@ -19,7 +19,7 @@ from chalicelib.migrations import (
     pending_migrations,
     run_migrations,
 )
-from chalicelib.schema import verify_schema
+from chalicelib.schema import latest_version, verify_schema
 
 
 def write(directory: Path, name: str, sql: str) -> Path:
@@ -344,3 +344,10 @@ def test_six_concurrent_runners_apply_each_file_exactly_once(empty_database_url,
         ).fetchall()
     assert len(rows) == expected_files
     assert {count for _, count in rows} == {1}
+
+
+def test_latest_version_reads_the_file_names(migrations_dir):
+    write(migrations_dir, "0042_add_more.sql", "SELECT 1;")
+    (migrations_dir / "README.md").write_text("not a migration")
+
+    assert latest_version(migrations_dir) == 42

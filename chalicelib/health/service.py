@@ -7,15 +7,15 @@ container that started before `migrate` ran starts serving as soon as the schema
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+
+import msgspec
 
 from chalicelib import db
 from chalicelib.errors import AppError, ServiceUnavailable
-from chalicelib.migrations import current_schema_version, latest_version
+from chalicelib.schema import current_schema_version, latest_version
 
 
-@dataclass(frozen=True, slots=True)
-class HealthReport:
+class HealthReport(msgspec.Struct, frozen=True):
     status: str
     database: str
     schema_version: int | None

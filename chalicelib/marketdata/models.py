@@ -6,7 +6,6 @@ the read endpoints validate with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Literal, NamedTuple
 
@@ -131,8 +130,7 @@ class SymbolSummaryList(msgspec.Struct, frozen=True):
     count: int
 
 
-@dataclass(frozen=True, slots=True)
-class SymbolRange:
+class SymbolRange(msgspec.Struct, frozen=True):
     """An active symbol with the first and last bar over its tracked timeframes."""
 
     symbol: str
@@ -142,15 +140,13 @@ class SymbolRange:
     last_bar: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class StalestSymbol:
+class StalestSymbol(msgspec.Struct, frozen=True):
     symbol: str
     backfill_status: str
     last_backfill: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class BackfillRunRow:
+class BackfillRunRow(msgspec.Struct, frozen=True):
     """A `backfill_runs` row."""
 
     id: int

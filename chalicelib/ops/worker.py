@@ -9,7 +9,6 @@ running again, so a redelivery changes nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, time
@@ -61,7 +60,7 @@ def provider_client() -> PolygonClient:
         if client is None:
             api_key = resolve_polygon_api_key(settings)
             client = PolygonClient.from_settings(
-                dataclasses.replace(settings, polygon_api_key=api_key)
+                msgspec.structs.replace(settings, polygon_api_key=api_key)
             )
             _clients[cache_key] = client
         return client

@@ -8,7 +8,6 @@ the backfill all go through it, so one symbol can never be stored under two spel
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -175,8 +174,7 @@ class SymbolListQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 # --- Rows and responses -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TrackedSymbol:
+class TrackedSymbol(msgspec.Struct, frozen=True):
     """A `tracked_symbols` row."""
 
     symbol: str
@@ -190,8 +188,7 @@ class TrackedSymbol:
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class TimeframeCounts:
+class TimeframeCounts(msgspec.Struct, frozen=True):
     """Stored bars of one (symbol, timeframe): how many, how many validated, first and last."""
 
     timeframe: str

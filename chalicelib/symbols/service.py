@@ -4,10 +4,11 @@ deactivate, and backfill on request. No HTTP here; the routes translate."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 from uuid import uuid4
+
+import msgspec
 
 from chalicelib import db
 from chalicelib.config import get_settings
@@ -171,14 +172,13 @@ def deactivate_symbol(conn: Connection, raw: str) -> SymbolOut:
     return SymbolOut.from_row(row)
 
 
-@dataclass(frozen=True, slots=True)
-class BackfillOutcome:
+class BackfillOutcome(msgspec.Struct, frozen=True):
     """What `POST …/{symbol}/backfill` did: ran it here (`results`) or queued it for the SQS
     worker (`queued`, one message per timeframe)."""
 
     symbol: str
-    results: list[BackfillResult] = field(default_factory=list)
-    queued: list[SymbolBackfill] = field(default_factory=list)
+    results: list[BackfillResult] = msgspec.field(default_factory=list)
+    queued: list[SymbolBackfill] = msgspec.field(default_factory=list)
 
 
 def backfill_symbol(raw: str, *, request_id: str | None = None) -> BackfillOutcome:

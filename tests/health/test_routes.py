@@ -3,7 +3,8 @@ from __future__ import annotations
 import json
 
 from chalicelib import db
-from chalicelib.migrations import discover_migrations, latest_version
+from chalicelib.migrations import discover_migrations
+from chalicelib.schema import latest_version
 
 
 def test_health_reports_ok_and_schema_version(client):
