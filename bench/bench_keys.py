@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import pq
 
 from bench.common import fmt_ms, fmt_us, p50, scratch_database, timings
 from chalicelib import db
@@ -27,6 +25,7 @@ from chalicelib.config import get_settings
 from chalicelib.health.service import forget_schema_check
 from chalicelib.keys import access, repository, service, tokens
 from chalicelib.keys.middleware import enforce_key_policy, rate_limiter
+from devtools.roundtrips import counting_round_trips
 
 OTHER_KEYS = 2_000
 REPEAT = 2000
@@ -43,20 +42,6 @@ class _OneConnection:
     @contextmanager
     def connection(self) -> Iterator[db.Connection]:
         yield self._conn
-
-
-@contextmanager
-def _round_trips(conn: db.Connection) -> Iterator[list[int]]:
-    counted: list[int] = []
-    with tempfile.TemporaryFile() as trace:
-        conn.pgconn.trace(trace.fileno())
-        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
-        try:
-            yield counted
-        finally:
-            conn.pgconn.untrace()
-            trace.seek(0)
-            counted.append(trace.read().decode(errors="replace").count("\tReadyForQuery\t"))
 
 
 def _alternating(
@@ -164,18 +149,18 @@ def _requests(conn: db.Connection, url: str) -> list[str]:
                     use(without_middleware), use(with_middleware), repeat=REQUEST_REPEAT
                 )
                 app.middleware_handlers = without_middleware
-                with _round_trips(conn) as bare_trips:
+                with counting_round_trips(conn) as bare_trips:
                     request()
                 app.middleware_handlers = with_middleware
-                with _round_trips(conn) as guarded_trips:
+                with counting_round_trips(conn) as guarded_trips:
                     request()
             finally:
                 app.middleware_handlers = with_middleware
             results[label] = {
                 "without": p50(without),
                 "with": p50(with_),
-                "bare_trips": bare_trips[0],
-                "guarded_trips": guarded_trips[0],
+                "bare_trips": bare_trips.count,
+                "guarded_trips": guarded_trips.count,
             }
     lines = [
         "### An authenticated request, with and without the key middleware",

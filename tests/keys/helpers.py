@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
-
-from psycopg import pq
 
 from chalicelib import db
 from chalicelib.keys.models import ApiKey
@@ -49,28 +44,6 @@ def key_count(conn: db.Connection) -> int:
     row = conn.execute("SELECT count(*) FROM api_keys").fetchone()
     assert row is not None
     return int(row[0])
-
-
-class RoundTrips:
-    """Counts the server round trips made on one connection (libpq's protocol trace: every
-    exchange ends with the server's ReadyForQuery)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
-@contextmanager
-def counting_round_trips(conn: db.Connection) -> Iterator[RoundTrips]:
-    counted = RoundTrips()
-    with tempfile.TemporaryFile() as trace:
-        conn.pgconn.trace(trace.fileno())
-        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
-        try:
-            yield counted
-        finally:
-            conn.pgconn.untrace()
-            trace.seek(0)
-            counted.count = trace.read().decode(errors="replace").count("\tReadyForQuery\t")
 
 
 def gateway_event(

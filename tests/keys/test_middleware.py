@@ -19,11 +19,11 @@ from chalicelib import db
 from chalicelib.errors import DatabaseUnavailable
 from chalicelib.keys import middleware, repository
 from chalicelib.keys.middleware import RateLimiter, enforce_key_policy
+from devtools.roundtrips import counting_round_trips
 from tests.conftest import PinnedConnection
 from tests.factories import make_admin_key, make_key
 from tests.keys.helpers import (
     audit_rows,
-    counting_round_trips,
     gateway_event,
     invoke_api,
     send,
