@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import select
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -148,11 +149,13 @@ def embedded_server_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> st
     one exits; the data stays under `data_dir` between runs.
     """
     if not os.environ.get("XDG_RUNTIME_DIR"):
-        # pgserver keeps its cross-process lock in the user's runtime dir; containers and CI
-        # often have none, so keep it beside the data.
-        run_dir = data_dir / "run"
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.environ["XDG_RUNTIME_DIR"] = str(run_dir.resolve())
+        # pgserver keeps its cross-process lock in the user's runtime dir, and puts the server's
+        # socket there when the data dir's own path is too long for one (Unix sockets allow
+        # ~100 characters). Containers and CI often have no runtime dir: use a short private one.
+        run_dir = Path(tempfile.gettempdir()) / f"mdw-runtime-{os.getuid()}"
+        run_dir.mkdir(mode=0o700, exist_ok=True)
+        run_dir.chmod(0o700)
+        os.environ["XDG_RUNTIME_DIR"] = str(run_dir)
     import pgserver  # a laptop/test dependency, never shipped to Lambda
 
     with _embedded_lock:
