@@ -20,8 +20,14 @@ from chalicelib import db
 from chalicelib.errors import AppError
 from chalicelib.keys import access, repository, tokens
 from chalicelib.keys.models import EVENT_AUTH_FAILED
+from chalicelib.ops.observability import configure_logging
+from chalicelib.route_table import ROUTES
 
 log = logging.getLogger(__name__)
+
+# In Lambda this module is the authorizer container's entry point: app.py, which configures
+# logging for the other functions, is never imported here.
+configure_logging()
 
 bp = Blueprint(__name__)
 
@@ -149,7 +155,7 @@ def api_key_authorizer(auth_request: AuthRequest) -> AuthResponse:
     # API Gateway turns context values into strings; the local server passes them as they
     # are. Strings from the start make both the same.
     return AuthResponse(
-        routes=routes_for_scopes(status.scopes, list(bp.current_app.routes)),
+        routes=routes_for_scopes(status.scopes, list(ROUTES)),
         principal_id=str(status.id),
         context={
             "key_id": str(status.id),
