@@ -15,6 +15,7 @@ import os
 import subprocess
 import zipfile
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ RUNTIME = Path(__file__).with_name("lambda_runtime.py")
 SIM_KEY = "sim-key-package-5b9e"
 BUCKET = "mdw-audit-archive-test"
 QUEUE = "mdw-backfill-test"
+# Friday 2025-11-21, after the US close: the simulator's present, and the planners' `as_of`.
+AFTER_CLOSE = datetime(2025, 11, 21, 23, 0, tzinfo=UTC)
 STAGE_PREFIX = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/api"
 
 
@@ -103,7 +106,7 @@ def aws_clients(moto_endpoint: str) -> Callable[[str], Any]:
 
 @pytest.fixture(scope="session")
 def simulator() -> Iterator[PolygonSimulator]:
-    with PolygonSimulator(api_key=SIM_KEY) as sim:
+    with PolygonSimulator(api_key=SIM_KEY, now=AFTER_CLOSE) as sim:
         yield sim
 
 
