@@ -29,7 +29,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: install
+bench: install package
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The deployable CloudFormation template (API, functions, queue, DLQ, bucket, alarms) in
@@ -51,6 +51,7 @@ package: $(PACKAGE_STAMP)
 	rm -rf build/package
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PACKAGE_VENV)/bin/chalice package \
 		--stage $(or $(STAGE),prod) --merge-template deploy/resources.json build/package
+	$(PACKAGE_VENV)/bin/python devtools/slim_package.py build/package/deployment.zip
 
 clean:
 	rm -rf $(VENV) $(PACKAGE_VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage
