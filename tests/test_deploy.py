@@ -457,16 +457,23 @@ def test_each_grant_names_one_resource_and_the_least_actions(resources: dict[str
     }
 
 
-def test_every_function_logs_to_a_group_with_retention(resources: dict[str, Any]) -> None:
+def test_every_function_logs_to_its_own_group_with_retention(resources: dict[str, Any]) -> None:
     for name in FUNCTIONS:
+        # The stack owns the group and the function writes to it by reference, so the group
+        # exists before the function's first line, and a stack update never collides with the
+        # group Lambda would otherwise create by itself.
+        assert properties(resources, name)["LoggingConfig"] == {
+            "LogGroup": {"Ref": f"{name}LogGroup"}
+        }
         group = resources[f"{name}LogGroup"]
         assert group["Type"] == "AWS::Logs::LogGroup"
         assert group["Properties"] == {
-            "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{name}}}"},
+            "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}/{name}"},
             "RetentionInDays": {"Ref": "LogRetentionDays"},
         }
-    assert properties(resources, "ApiAccessLogGroup")["RetentionInDays"] == {
-        "Ref": "LogRetentionDays"
+    assert properties(resources, "ApiAccessLogGroup") == {
+        "LogGroupName": {"Fn::Sub": "/aws/apigateway/${AWS::StackName}/access"},
+        "RetentionInDays": {"Ref": "LogRetentionDays"},
     }
 
 
