@@ -339,7 +339,7 @@ def test_the_stage_is_throttled_and_writes_json_access_logs(
         }
     ]
     assert template["Parameters"]["ApiThrottlingRateLimit"]["Default"] == 100
-    assert template["Parameters"]["ApiThrottlingBurstLimit"]["Default"] == 200
+    assert template["Parameters"]["ApiThrottlingBurstLimit"]["Default"] == 50
     assert api["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
     line = json.loads(api["AccessLogSetting"]["Format"])
     assert line["request_id"] == "$context.requestId"
@@ -374,6 +374,8 @@ def test_reserved_concurrency_bounds_the_database_connections(
     # One connection per container: the figure docs/DEPLOYMENT.md checks against max_connections.
     assert defaults["APIHandler"] == 50
     assert defaults["ApiKeyAuthorizer"] == 10
+    # A burst the handler cannot take is answered 429 by the gateway, not throttled by Lambda.
+    assert parameters["ApiThrottlingBurstLimit"]["Default"] <= defaults["APIHandler"]
     assert sum(defaults.values()) == 74
 
 
