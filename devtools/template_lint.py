@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,9 +49,9 @@ def transform(sam_template: dict[str, Any]) -> dict[str, Any]:
     return transformed
 
 
-def run(title: str, command: list[str]) -> bool:
+def run(title: str, command: list[str], env: dict[str, str] | None = None) -> bool:
     print(f"---- {title}: {' '.join(command)}", flush=True)
-    result = subprocess.run(command, check=False)
+    result = subprocess.run(command, check=False, env=env)
     print(f"---- {title}: {'ok' if result.returncode == 0 else 'FAILED'}", flush=True)
     return result.returncode == 0
 
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--quiet",
                 "--skip-download",
             ],
+            # The version is pinned: no asking PyPI for a newer one on every run.
+            env={**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"},
         ),
     ]
     return 0 if all(results) else 1

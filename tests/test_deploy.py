@@ -335,7 +335,6 @@ def test_the_stage_is_throttled_and_writes_json_access_logs(
             "HttpMethod": "*",
             "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
             "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
-            "MetricsEnabled": True,
         }
     ]
     assert template["Parameters"]["ApiThrottlingRateLimit"]["Default"] == 100
