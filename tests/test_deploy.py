@@ -137,6 +137,16 @@ def test_every_function_gets_the_secrets_queue_and_bucket(resources: dict[str, A
             name
         )
         assert variables["AUDIT_ARCHIVE_BUCKET"] == {"Ref": "AuditArchiveBucket"}, name
+        assert variables["DATABASE_HOST"] == {
+            "Fn::If": [
+                "UseRdsProxy",
+                {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]},
+                {"Fn::If": ["HasDatabaseHost", {"Ref": "DatabaseHost"}, {"Ref": "AWS::NoValue"}]},
+            ]
+        }, name
+        assert variables["DATABASE_NAME"] == {
+            "Fn::If": ["HasDatabaseName", {"Ref": "DatabaseName"}, {"Ref": "AWS::NoValue"}]
+        }, name
         assert "DATABASE_URL" not in variables, name
         assert "POLYGON_API_KEY" not in variables, name
 
