@@ -72,9 +72,9 @@ package-test: install package $(LAMBDA_RUNTIME_STAMP)
 		LAMBDA_RUNTIME_DIR=$(abspath $(LAMBDA_RUNTIME_DIR)) \
 		$(BIN)/python -m pytest tests/package $(PYTEST_ARGS)
 
-# The packaged template through cfn-lint (the SAM template and the CloudFormation the SAM
-# transform makes of it, offline) and checkov; any finding fails. checkov has its own
-# virtualenv: its pinned dependencies would clash with the test tools'.
+# The packaged template through cfn-lint and checkov, each on the SAM template and on the
+# CloudFormation the SAM transform makes of it (offline); any finding fails. checkov has its
+# own virtualenv: its pinned dependencies would clash with the test tools'.
 CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp

@@ -4,7 +4,8 @@
 2. the SAM transform, done offline by aws-sam-translator as CloudFormation would do it, and
    cfn-lint on the CloudFormation it produces (build/package/cloudformation.json): only there
    do findings about the resources SAM generates (stage, deployment, permissions) show;
-3. checkov on the SAM template, whose resources carry the reasoned suppressions.
+3. checkov on both: the transform carries each resource's `Metadata` (and so its reasoned
+   suppressions) over to the resources it generates from it.
 
 Any finding of any tool fails the run. A suppression lives in the template, on the resource,
 with a one-line reason (`Metadata.checkov.skip`, `Metadata.cfn-lint.config.ignore_checks`).
@@ -72,20 +73,26 @@ def main(argv: list[str] | None = None) -> int:
     results = [
         run("cfn-lint, SAM template", [cfn_lint, str(sam_path)]),
         run("cfn-lint, transformed CloudFormation", [cfn_lint, str(cloudformation_path)]),
-        run(
-            "checkov, SAM template",
-            [
-                args.checkov,
-                "--framework",
-                "cloudformation",
-                "--file",
-                str(sam_path),
-                "--compact",
-                "--quiet",
-                "--skip-download",
-            ],
-            # The version is pinned: no asking PyPI for a newer one on every run.
-            env={**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"},
+        *(
+            run(
+                f"checkov, {title}",
+                [
+                    args.checkov,
+                    "--framework",
+                    "cloudformation",
+                    "--file",
+                    str(path),
+                    "--compact",
+                    "--quiet",
+                    "--skip-download",
+                ],
+                # The version is pinned: no asking PyPI for a newer one on every run.
+                env={**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"},
+            )
+            for title, path in (
+                ("SAM template", sam_path),
+                ("transformed CloudFormation", cloudformation_path),
+            )
         ),
     ]
     return 0 if all(results) else 1
