@@ -257,6 +257,19 @@ def test_the_gateway_responses_are_deployed_with_the_api_body(cloudformation: Pa
     assert set(body["x-amazon-apigateway-gateway-responses"]) == set(GATEWAY_RESPONSES)
 
 
+def test_the_transform_keeps_each_resources_reasoned_suppressions(
+    resources: dict[str, Any], cloudformation: Path
+) -> None:
+    # make template-lint runs checkov on the transformed template too; the suppressions must
+    # reach the resources SAM generates, or the checks would fail there.
+    transformed = json.loads(cloudformation.read_text())["Resources"]
+
+    assert transformed["APIHandler"]["Type"] == "AWS::Lambda::Function"
+    assert transformed["APIHandler"]["Metadata"] == resources["APIHandler"]["Metadata"]
+    assert transformed["RestAPI"]["Type"] == "AWS::ApiGateway::RestApi"
+    assert transformed["RestAPI"]["Metadata"] == resources["RestAPI"]["Metadata"]
+
+
 # API Gateway's own answers: response type → (status, code); None keeps the gateway's status.
 GATEWAY_RESPONSES = {
     "UNAUTHORIZED": (401, "unauthorized"),
