@@ -30,6 +30,8 @@ bp = Blueprint(__name__)
 KEYS = "/api/v1/admin/api-keys"
 KEY = KEYS + "/{key_id}"
 TAG = "API keys"
+# A response with a raw key must not be kept by a browser, proxy or CDN cache.
+NO_STORE = {"Cache-Control": "no-store"}
 KEY_PARAMETER = {"key_id": "The key's numeric id (from the list, or the create response)."}
 
 
@@ -79,7 +81,9 @@ def create_api_key() -> Response:
             rate_limit_per_minute=body.rate_limit_per_minute,
             actor=_actor(request),
         )
-    return json_response(CreatedKeyOut.from_created(created, access.utc_now()), status=201)
+    return json_response(
+        CreatedKeyOut.from_created(created, access.utc_now()), status=201, headers=NO_STORE
+    )
 
 
 @bp.route(KEYS, methods=["GET"], authorizer=api_key_authorizer)
@@ -202,7 +206,7 @@ def rotate_api_key(key_id: str) -> Response:
             conn, parsed_id, grace_seconds=options.grace_seconds, actor=_actor(request)
         )
     access.statuses.clear()
-    return json_response(CreatedKeyOut.from_created(created, access.utc_now()))
+    return json_response(CreatedKeyOut.from_created(created, access.utc_now()), headers=NO_STORE)
 
 
 @bp.route(KEY + "/audit", methods=["GET"], authorizer=api_key_authorizer)
@@ -212,7 +216,9 @@ def rotate_api_key(key_id: str) -> Response:
     summary="A key's audit log",
     description="Newest first. `since` (inclusive) and `until` (exclusive) are times with a "
     "zone; `status`, `route` (the route pattern, e.g. `/api/v1/symbols`) and `event` filter. "
-    "Still available after the key is deleted.",
+    "Still available after the key is deleted. Refusals of tokens that match no key belong "
+    "to no key, so they are not here: they are counted per minute, display prefix, reason "
+    "and source (`attempts`) in the audit log and its archive.",
     scope="admin",
     tag=TAG,
     query=AuditQuery,
