@@ -57,7 +57,8 @@ def test_two_thousand_unknown_well_formed_keys_are_refused_in_a_few_rows(
             " FROM api_key_audit WHERE aggregate_minute IS NOT NULL"
         ).fetchone()  # type: ignore[misc]
         known_rows = conn.execute(
-            "SELECT reason, attempts FROM api_key_audit WHERE key_id = %s AND event = 'auth_failed'",
+            "SELECT reason, attempts FROM api_key_audit"
+            " WHERE key_id = %s AND event = 'auth_failed'",
             (revoked.key.id,),
         ).fetchall()
         rows_after = conn.execute("SELECT count(*) FROM api_key_audit").fetchone()
@@ -69,5 +70,6 @@ def test_two_thousand_unknown_well_formed_keys_are_refused_in_a_few_rows(
     assert rows <= minutes * (access.REFUSAL_PREFIXES_PER_MINUTE + WORKERS + 1)
     assert overflow == minutes
     assert known_rows == [("revoked", 1)] * 3
-    assert rows_before is not None and rows_after is not None
+    assert rows_before is not None
+    assert rows_after is not None
     assert rows_after[0] - rows_before[0] == rows + 3
