@@ -110,14 +110,12 @@ RETURNING {KEY_COLUMNS}
 DELETE_KEY = "DELETE FROM api_keys WHERE id = %(id)s RETURNING id"
 
 # A token is looked up by the current hash first (one unique-index probe: the common case),
-# and only when that finds nothing by the previous hash (a key in its rotation grace period):
-# LIMIT 1 stops the Append after its first branch finds the key. One round trip either way,
-# also for a key that does not exist.
-SELECT_STATUS_BY_HASH = f"""
-(SELECT {STATUS_COLUMNS} FROM api_keys WHERE key_hash = %(key_hash)s)
-UNION ALL
-(SELECT {STATUS_COLUMNS} FROM api_keys WHERE previous_key_hash = %(key_hash)s)
-LIMIT 1
+# and only when that finds nothing by the previous hash (a key in its rotation grace period).
+# (One statement for both, a UNION ALL with LIMIT 1, measured ~25% slower for the common case.)
+SELECT_STATUS_BY_HASH = f"SELECT {STATUS_COLUMNS} FROM api_keys WHERE key_hash = %(key_hash)s"
+
+SELECT_STATUS_BY_PREVIOUS_HASH = f"""
+SELECT {STATUS_COLUMNS} FROM api_keys WHERE previous_key_hash = %(key_hash)s
 """
 
 SELECT_STATUS_BY_ID = f"SELECT {STATUS_COLUMNS} FROM api_keys WHERE id = %(id)s"
@@ -424,7 +422,11 @@ def _status(row: tuple[Any, ...] | None) -> KeyStatus | None:
 def get_status_by_hash(conn: Connection, key_hash: bytes) -> KeyStatus | None:
     """The key whose current or previous (rotated-out) hash this is."""
     cursor = _status_cursor(conn)
-    return _status(cursor.execute(SELECT_STATUS_BY_HASH, {"key_hash": key_hash}).fetchone())
+    params = {"key_hash": key_hash}
+    status = _status(cursor.execute(SELECT_STATUS_BY_HASH, params).fetchone())
+    if status is None:
+        status = _status(cursor.execute(SELECT_STATUS_BY_PREVIOUS_HASH, params).fetchone())
+    return status
 
 
 def get_status_by_id(conn: Connection, key_id: int) -> KeyStatus | None:
