@@ -205,6 +205,11 @@ class LocalServer:
         self._thread.join(timeout=5)
 
 
+# The request line is the server's own; a plan that queued nothing says nothing, every 20 s.
+_SILENT_EVENTS = frozenset({"request", "metric", "backfill.plan.empty"})
+_ENVELOPE = frozenset({"time", "level", "event", "function", "_aws"})
+
+
 def human_records(stream: IO[str]) -> Callable[[Mapping[str, Any]], None]:
     """A sink for observability records: the request lines are the server's own, so the app's
     JSON request record is dropped; other events become one short line."""
@@ -212,10 +217,14 @@ def human_records(stream: IO[str]) -> Callable[[Mapping[str, Any]], None]:
 
     def write(record: Mapping[str, Any]) -> None:
         event = record.get("event")
-        if event in ("request", "metric"):
+        if event in _SILENT_EVENTS or (event == "backfill.planned" and not record.get("sent")):
             return
-        skip = {"time", "level", "event", "function", "_aws", "Function"}
-        fields = " ".join(f"{name}={value}" for name, value in record.items() if name not in skip)
+        # Metric values (capitalised names, EMF) repeat fields already on the line.
+        fields = " ".join(
+            f"{name}={value}"
+            for name, value in record.items()
+            if name not in _ENVELOPE and not name[:1].isupper()
+        )
         level = record.get("level", "info")
         marker = "" if level == "info" else f"{str(level).upper()} "
         with lock:
