@@ -16,8 +16,9 @@ import click
 import msgspec
 
 from chalicelib import db
+from chalicelib.cli_options import validated_options
 from chalicelib.config import get_settings
-from chalicelib.errors import AppError, BadRequest
+from chalicelib.errors import AppError
 from chalicelib.keys import service
 from chalicelib.keys.access import utc_now
 from chalicelib.keys.models import (
@@ -66,17 +67,14 @@ def _actor() -> Actor:
 
 
 def _validated(data: dict[str, Any], model: type[T]) -> T:
-    """Options checked by the same model that checks the HTTP body."""
-    try:
-        return msgspec.convert(data, model, strict=False)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(str(exc).replace("$.", "")) from None
+    """Options checked by the same model that checks the HTTP body; errors name the option."""
+    return validated_options(data, model)
 
 
-def _time(value: str | None) -> datetime | None:
+def _time(value: str | None, *, option: str) -> datetime | None:
     if value is None:
         return None
-    return _validated({"since": value}, AuditQuery).since
+    return validated_options({"since": value}, AuditQuery, options={"since": option}).since
 
 
 def _print_json(value: Any) -> None:
@@ -231,7 +229,7 @@ def restore_command(key_id: int, expires_at: str | None) -> None:
         if expires_at is None:
             key = service.restore_key(conn, key_id, actor=_actor())
         else:
-            new_expiry = None if expires_at == NEVER else _time(expires_at)
+            new_expiry = None if expires_at == NEVER else _time(expires_at, option="--expires-at")
             key = service.restore_key(conn, key_id, expires_at=new_expiry, actor=_actor())
     click.echo(f"key {key.id} ({key.name}) is {key.state(utc_now())}")
 
