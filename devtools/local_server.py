@@ -170,8 +170,9 @@ class LocalServer:
         if app is None:
             app, config = load_app()
         # As chalice.local.create_local_server does: current_request becomes per thread.
-        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
-        app.__class__ = CustomLocalChalice
+        if not isinstance(app, LocalChalice):
+            CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+            app.__class__ = CustomLocalChalice
         handler_class = type(
             "BoundHandler", (MdwRequestHandler,), {"request_line": RequestLine(request_lines)}
         )

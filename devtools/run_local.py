@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from chalicelib import db, jobs
 from chalicelib.backfill import repository as backfill_repository
@@ -43,6 +44,9 @@ from chalicelib.config import PROJECT_ROOT, get_settings
 from chalicelib.errors import AppError
 from chalicelib.local_state import LocalServerState, remove_state, write_state
 from devtools.polygon_sim import PolygonSimulator
+
+if TYPE_CHECKING:
+    from devtools.local_server import LocalServer
 
 EXAMPLE_SYMBOL = "AAPL"
 EXAMPLE_DAYS = 30
@@ -180,7 +184,7 @@ def serve(args: argparse.Namespace, sock: socket.socket) -> int:
         )
         server.start()
         scheduler.start()
-        threading.Event().wait()  # until a stop signal raises Stop here
+        wait_for_stop(server)
         return 0
     finally:
         if server is not None:
@@ -195,6 +199,11 @@ def serve(args: argparse.Namespace, sock: socket.socket) -> int:
         observability.write_records_with(None)
         # The embedded PostgreSQL stops with this process (pgserver's exit hook) unless
         # another process of the checkout still uses it.
+
+
+def wait_for_stop(server: LocalServer) -> None:
+    """Serve until a stop signal raises Stop here (tests replace this to use the server)."""
+    threading.Event().wait()
 
 
 def print_examples(base: str, admin_key: str | None) -> None:
