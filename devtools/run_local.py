@@ -291,7 +291,9 @@ def start_simulator() -> PolygonSimulator:
     """The simulator on a free port, with a key of its own; the provider settings point at it,
     in this process and in the `chalice local` child that inherits the environment."""
     api_key = f"sim-{secrets.token_urlsafe(12)}"
-    simulator = PolygonSimulator(api_key=api_key).start()
+    # Any well-formed ticker is served, so a symbol added through the API or `mdw symbols add`
+    # gets history locally too.
+    simulator = PolygonSimulator(api_key=api_key, accept_any_ticker=True).start()
     os.environ["POLYGON_BASE_URL"] = simulator.url
     os.environ["POLYGON_API_KEY"] = api_key
     get_settings.cache_clear()

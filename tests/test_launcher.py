@@ -54,7 +54,9 @@ def launcher_env(data_dir: Path) -> dict[str, str]:
 class Launch:
     """One `python -m devtools.run_local` process and what it printed."""
 
-    def __init__(self, data_dir: Path, *, plan_every: float = 2.0) -> None:
+    def __init__(
+        self, data_dir: Path, *, plan_every: float = 2.0, env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.log_path = data_dir.parent / f"launch-{self.port}.log"
@@ -70,7 +72,7 @@ class Launch:
                 str(plan_every),
             ],
             cwd=PROJECT_ROOT,
-            env=launcher_env(data_dir),
+            env=env or launcher_env(data_dir),
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
