@@ -11,7 +11,7 @@ PORT ?= 8000
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
@@ -37,7 +37,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: install
+bench: install package
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The deployable CloudFormation template (API, functions, queue, DLQ, bucket, alarms) in
@@ -59,6 +59,7 @@ package: $(PACKAGE_STAMP)
 	rm -rf build/package
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PACKAGE_VENV)/bin/chalice package \
 		--stage $(or $(STAGE),prod) --merge-template deploy/resources.json build/package
+	$(PACKAGE_VENV)/bin/python devtools/slim_package.py build/package/deployment.zip
 
 clean:
 	rm -rf $(VENV) $(PACKAGE_VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage

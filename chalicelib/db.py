@@ -13,12 +13,13 @@ transaction with `with conn.transaction():`, and repositories never commit.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,9 +28,11 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from chalicelib.config import Settings, get_settings
-from chalicelib.errors import ConfigError, DatabaseUnavailable
+from chalicelib.errors import ConfigError, DatabaseCredentialsRefused, DatabaseUnavailable
 
 Connection = psycopg.Connection[Any]
+
+log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "mdw"
 _PING_AFTER_IDLE_SECONDS = 30.0
@@ -61,9 +64,10 @@ def connect(conninfo: str, *, connect_timeout: int = 5, autocommit: bool = True)
         ) from None
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection failed"
-        raise DatabaseUnavailable(
-            f"cannot connect to {describe_target(conninfo)}: {reason}"
-        ) from None
+        # libpq reports no SQLSTATE for a failed connection attempt, only the server's text.
+        refused = "password authentication failed" in reason
+        error = DatabaseCredentialsRefused if refused else DatabaseUnavailable
+        raise error(f"cannot connect to {describe_target(conninfo)}: {reason}") from None
 
 
 def _has_unread_data(conn: Connection) -> bool:
@@ -83,9 +87,18 @@ class ConnectionSource(Protocol):
 class Database:
     """A small per-container pool: idle connections are reused, broken ones discarded."""
 
-    def __init__(self, conninfo: str, *, connect_timeout: int = 5) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        connect_timeout: int = 5,
+        reread_conninfo: Callable[[], str] | None = None,
+    ) -> None:
         self.conninfo = conninfo
         self.connect_timeout = connect_timeout
+        # Where the connection string came from a secret: read it again when the password is
+        # refused, since a rotation changes it under warm containers.
+        self._reread_conninfo = reread_conninfo
         self._idle: list[tuple[Connection, float]] = []
         self._lock = threading.Lock()
 
@@ -106,6 +119,16 @@ class Database:
                 return conn
             except psycopg.Error:
                 conn.close()
+        return self._connect()
+
+    def _connect(self) -> Connection:
+        try:
+            return connect(self.conninfo, connect_timeout=self.connect_timeout)
+        except DatabaseCredentialsRefused:
+            if self._reread_conninfo is None:
+                raise
+        log.warning("the database refused the password; reading the database secret again")
+        self.conninfo = self._reread_conninfo()
         return connect(self.conninfo, connect_timeout=self.connect_timeout)
 
     def _release(self, conn: Connection) -> None:
@@ -156,7 +179,13 @@ def embedded_server_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> st
         run_dir.mkdir(mode=0o700, exist_ok=True)
         run_dir.chmod(0o700)
         os.environ["XDG_RUNTIME_DIR"] = str(run_dir)
-    import pgserver  # a laptop/test dependency, never shipped to Lambda
+    try:
+        import pgserver  # a laptop/test dependency, never shipped to Lambda
+    except ImportError:
+        raise ConfigError(
+            "DATABASE_URL is not set and the embedded PostgreSQL is not installed: set "
+            "DATABASE_URL, or install it with `pip install 'mdw[local]'`"
+        ) from None
 
     with _embedded_lock:
         pgdata = (data_dir / "pg").resolve()
@@ -192,12 +221,27 @@ def resolve_database_url(settings: Settings) -> str:
     if settings.database_secret_arn:
         from chalicelib.secrets import database_url_from_secret
 
-        return database_url_from_secret(settings.database_secret_arn)
+        return database_url_from_secret(settings.database_secret_arn, settings)
     if settings.in_lambda:
         raise ConfigError(
             "no database configured: set DATABASE_URL or DATABASE_SECRET_ARN for this function"
         )
     return embedded_server_url(settings.data_dir)
+
+
+def _secret_rereader(settings: Settings) -> Callable[[], str] | None:
+    """For a database reached through DATABASE_SECRET_ARN (and no DATABASE_URL): a fresh read
+    of the secret."""
+    arn = settings.database_secret_arn
+    if settings.database_url or not arn:
+        return None
+
+    def reread() -> str:
+        from chalicelib.secrets import database_url_from_secret
+
+        return database_url_from_secret(arn, settings, refresh=True)
+
+    return reread
 
 
 _database: ConnectionSource | None = None
@@ -212,6 +256,7 @@ def get_database() -> ConnectionSource:
             _database = Database(
                 resolve_database_url(settings),
                 connect_timeout=settings.connect_timeout_seconds,
+                reread_conninfo=_secret_rereader(settings),
             )
         return _database
 

@@ -76,6 +76,10 @@ class DatabaseUnavailable(ServiceUnavailable):
     code = "database_unavailable"
 
 
+class DatabaseCredentialsRefused(DatabaseUnavailable):
+    """PostgreSQL refused the password: after a rotation, the secret may hold a newer one."""
+
+
 class MigrationError(AppError):
     """The migration runner refused to run or a migration failed."""
 

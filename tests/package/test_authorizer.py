@@ -132,3 +132,19 @@ def test_its_log_lines_are_json(start_container: StartContainer, migrated: Any) 
     records = [json.loads(line) for line in lines]
     assert {record["function"] for record in records} == {"mdw-prod-ApiKeyAuthorizer"}
     assert any("refused" in record.get("message", "") for record in records)
+
+
+def test_events_missing_fields_are_refused_not_crashed(
+    authorizer: Container, package_conn: Any
+) -> None:
+    key = make_admin_key(package_conn)
+    good = token_event(f"Bearer {key.raw_key}")
+
+    for event in (
+        {},
+        {"type": "TOKEN"},
+        {name: value for name, value in good.items() if name != "authorizationToken"},
+        {name: value for name, value in good.items() if name != "methodArn"},
+        {**good, "methodArn": "not-an-arn"},
+    ):
+        assert authorizer.invoke(event) == UNAUTHORIZED, event
