@@ -58,7 +58,10 @@ def use_local_server_defaults() -> None:
     """When no provider is configured and `make run` is serving from this data directory with
     its own simulator, point the provider settings at that simulator (a real POLYGON_API_KEY
     or POLYGON_BASE_URL always wins)."""
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except AppError:
+        return  # a bad setting: the command reports it in its own one line
     if settings.polygon_api_key or settings.polygon_api_key_secret_arn:
         return
     if os.environ.get("POLYGON_BASE_URL", "").strip():

@@ -60,6 +60,9 @@ class Stop(Exception):
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    # One stop is enough: a second Ctrl-C must not interrupt the stopping itself.
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
     raise Stop(signal.Signals(signum).name)
 
 

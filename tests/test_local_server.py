@@ -1,4 +1,5 @@
-"""The API under a real `chalice local` process, as `make run` serves it."""
+"""The API over real HTTP: under a real `chalice local` process (which still works for whoever
+starts it directly), and under the server `make run` uses (devtools/local_server.py)."""
 
 from __future__ import annotations
 

@@ -158,3 +158,29 @@ def test_a_provider_key_means_no_simulator_of_our_own(laptop, monkeypatch, capsy
     assert "15 backfilled: 15 completed, 0 failed" in printed.out
     assert len(fetched) == 15
     assert "provider-key-0a9f" not in printed.out + printed.err
+
+
+def test_log_format_json_writes_lambdas_json_lines(laptop, monkeypatch, capsys):
+    from chalicelib import db
+    from tests.factories import make_key
+
+    with db.connect(laptop) as conn, conn.transaction():
+        key = make_key(conn).raw_key
+
+    def one_request(server):
+        capsys.readouterr()
+        response = requests.get(
+            f"{server.url}/api/v1/symbols", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+        assert response.status_code == 200
+
+    monkeypatch.setattr(run_local, "wait_for_stop", one_request)
+
+    assert run_local.main(["--port", str(free_port()), "--log-format", "json"]) == 0
+
+    # Every line is JSON (the scheduler's first plan may have logged too), the request's among
+    # them, and no human request line.
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    requests_logged = [r for r in records if r["event"] == "request"]
+    assert [(r["path"], r["status_code"]) for r in requests_logged] == [("/api/v1/symbols", 200)]
+    assert key not in json.dumps(records)
