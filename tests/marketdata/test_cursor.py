@@ -125,9 +125,13 @@ def test_the_signature_covers_the_position() -> None:
             CursorQuery("AAPL", "1d", date(2025, 1, 2), date(2025, 3, 4), True),
             id="validated_only",
         ),
-        pytest.param(GOLDEN_PAYLOAD.replace(b'"AAPL"', b'"MSFT"'), GOLDEN_QUERY, id="symbol"),
+        pytest.param(
+            GOLDEN_PAYLOAD.replace(b'"AAPL"', b'"MSFT"'), GOLDEN_QUERY, id="symbol"
+        ),
         pytest.param(GOLDEN_PAYLOAD.replace(b'"1d"', b'"1h"'), GOLDEN_QUERY, id="timeframe"),
-        pytest.param(GOLDEN_PAYLOAD.replace(b'"2025-01-02"', b"null"), GOLDEN_QUERY, id="start"),
+        pytest.param(
+            GOLDEN_PAYLOAD.replace(b'"2025-01-02"', b"null"), GOLDEN_QUERY, id="start"
+        ),
         pytest.param(
             GOLDEN_PAYLOAD.replace(b'"2025-03-04"', b'"2025-03-05"'), GOLDEN_QUERY, id="end"
         ),
