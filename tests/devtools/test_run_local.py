@@ -184,3 +184,54 @@ def test_log_format_json_writes_lambdas_json_lines(laptop, monkeypatch, capsys):
     requests_logged = [r for r in records if r["event"] == "request"]
     assert [(r["path"], r["status_code"]) for r in requests_logged] == [("/api/v1/symbols", 200)]
     assert key not in json.dumps(records)
+
+
+class FakeChild:
+    """A launcher child that runs until signalled, or exits by itself with `exits_with`."""
+
+    def __init__(self, exits_with=None):
+        self.returncode = exits_with
+        self.signals = []
+
+    def poll(self):
+        return self.returncode
+
+    def send_signal(self, signum):
+        self.signals.append(signum)
+        self.returncode = 0
+
+    def wait(self):
+        return self.returncode
+
+
+def test_make_dev_restarts_on_a_source_change_only(monkeypatch, capsys):
+    import signal
+
+    children = [FakeChild(), FakeChild(exits_with=3)]
+    started = []
+
+    def popen(command, cwd):
+        started.append(command)
+        return children[len(started) - 1]
+
+    # The second look sees a changed source file; after that nothing changes.
+    snapshots = iter([{"a.py": 1.0}, {"a.py": 2.0}, {"a.py": 2.0}, {"a.py": 2.0}, {"a.py": 2.0}])
+    monkeypatch.setattr(run_local, "_snapshot", lambda: next(snapshots))
+    monkeypatch.setattr(run_local.subprocess, "Popen", popen)
+
+    code = run_local.main(["--port", "8123", "--reload"])
+
+    assert code == 3  # the second child exited by itself (as on a busy port): so does make dev
+    assert [command[1:] for command in started] == [
+        ["-m", "devtools.run_local", "--port", "8123"]
+    ] * 2
+    assert children[0].signals == [signal.SIGTERM]
+    assert capsys.readouterr().out == "make dev: a source file changed; restarting\n"
+
+
+def test_make_dev_never_watches_the_data_directory():
+    watched = list(run_local.source_files())
+
+    assert any(path.name == "app.py" for path in watched)
+    assert any(path.suffix == ".sql" for path in watched)
+    assert not [path for path in watched if ".data" in path.parts or ".venv" in path.parts]
