@@ -23,11 +23,11 @@ $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.t
 LOG_FORMAT ?= human
 
 run: install
-	$(BIN)/python -m devtools.run_local --port $(PORT) --log-format $(LOG_FORMAT)
+	@$(BIN)/python -m devtools.run_local --port $(PORT) --log-format $(LOG_FORMAT)
 
 # As `make run`, restarted when a source file changes (never for the data directory).
 dev: install
-	$(BIN)/python -m devtools.run_local --port $(PORT) --log-format $(LOG_FORMAT) --reload
+	@$(BIN)/python -m devtools.run_local --port $(PORT) --log-format $(LOG_FORMAT) --reload
 
 # Line coverage of chalicelib/ is printed and must stay at or above 90%.
 test: install

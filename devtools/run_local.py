@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time as time_module
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 EXAMPLE_SYMBOL = "AAPL"
 EXAMPLE_DAYS = 30
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PARENT_CHECK_SECONDS = 0.5
 # `make dev` restarts on changes to these, and only these (never the data directory).
 SOURCE_GLOBS = ("app.py", "chalicelib/**/*.py", "migrations/*.sql", "devtools/*.py")
 
@@ -205,8 +207,13 @@ def serve(args: argparse.Namespace, sock: socket.socket) -> int:
 
 
 def wait_for_stop(server: LocalServer) -> None:
-    """Serve until a stop signal raises Stop here (tests replace this to use the server)."""
-    threading.Event().wait()
+    """Serve until a stop signal raises Stop here, or until the process that started this one
+    (make) is gone: `kill <make's pid>` and a closed terminal reach make, which does not pass
+    every signal on. Tests replace this to use the server."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time_module.sleep(PARENT_CHECK_SECONDS)
+    print("mdw: the process that started make run has exited; stopping", file=sys.stderr)
 
 
 def print_examples(base: str, admin_key: str | None) -> None:
@@ -271,18 +278,24 @@ def reload_on_source_changes(child_args: list[str]) -> int:
         stopping.set()
 
     previous = {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
+    parent = os.getppid()
     try:
-        while not stopping.is_set():
+        while not stopping.is_set() and os.getppid() == parent:
             seen = _snapshot()
             child = subprocess.Popen(command, cwd=PROJECT_ROOT)
-            while not stopping.is_set() and child.poll() is None and _snapshot() == seen:
+            while (
+                not stopping.is_set()
+                and child.poll() is None
+                and os.getppid() == parent
+                and _snapshot() == seen
+            ):
                 stopping.wait(1.0)
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
                 child.wait()
             elif not stopping.is_set() and _snapshot() == seen:
                 return child.returncode  # it stopped by itself (a busy port, a failed start)
-            if not stopping.is_set():
+            if not stopping.is_set() and os.getppid() == parent:
                 print("make dev: a source file changed; restarting", flush=True)
         return 0
     finally:

@@ -55,22 +55,31 @@ class Launch:
     """One `python -m devtools.run_local` process and what it printed."""
 
     def __init__(
-        self, data_dir: Path, *, plan_every: float = 2.0, env: dict[str, str] | None = None
+        self,
+        data_dir: Path,
+        *,
+        plan_every: float = 2.0,
+        env: dict[str, str] | None = None,
+        under_a_shell: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.log_path = data_dir.parent / f"launch-{self.port}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        command = [
+            sys.executable,
+            "-m",
+            "devtools.run_local",
+            "--port",
+            str(self.port),
+            "--plan-every",
+            str(plan_every),
+        ]
+        if under_a_shell:
+            # As make runs it: a parent process that waits for the launcher.
+            command = ["sh", "-c", f"{shlex.join(command)}; true"]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "devtools.run_local",
-                "--port",
-                str(self.port),
-                "--plan-every",
-                str(plan_every),
-            ],
+            command,
             cwd=PROJECT_ROOT,
             env=env or launcher_env(data_dir),
             stdout=self.log,
@@ -267,3 +276,25 @@ def test_a_killed_launcher_is_recovered_and_each_signal_stops_everything(data_di
 
     assert seconds < STOP_WITHIN_SECONDS
     assert wait_not_running(postgres, timeout=2)
+
+
+def test_the_launcher_stops_when_what_started_it_is_gone(data_dir):
+    """`kill <make's pid>` or a lost terminal may reach only make, which does not pass every
+    signal on: the launcher notices its parent is gone and stops everything."""
+    launch = Launch(data_dir, plan_every=60, under_a_shell=True)
+    try:
+        launch.wait_until_serving()
+        postgres = launch.postgres_pid()
+        launcher = json.loads((data_dir / "local-server.json").read_text())["pid"]
+        assert launcher != launch.process.pid
+
+        launch.process.kill()  # the parent only
+        launch.process.wait()
+
+        assert wait_not_running(launcher, timeout=STOP_WITHIN_SECONDS)
+    finally:
+        launch.kill()
+        if "launcher" in locals() and running(launcher):
+            os.kill(launcher, signal.SIGKILL)  # never leave it behind, whatever failed
+    assert wait_not_running(postgres, timeout=2)
+    assert "the process that started make run has exited; stopping" in launch.output
