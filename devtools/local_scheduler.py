@@ -22,6 +22,7 @@ from typing import Any
 from chalicelib.config import get_settings
 from chalicelib.errors import AppError
 from chalicelib.ops.models import Market
+from chalicelib.ops.observability import log_event
 
 MARKETS: tuple[Market, ...] = ("stocks", "crypto")
 # How long a failed message waits before its next delivery (SQS: the visibility timeout).
@@ -135,17 +136,26 @@ class LocalScheduler:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop planning and working; a backfill in flight finishes (or is abandoned with the
         process after `timeout`: it is idempotent and runs again on the next start)."""
+        from chalicelib.ops import queue
+
         self._stopping.set()
         for thread in self._threads:
             thread.join(timeout=timeout)
+        queue.forget_clients()  # SQS's own client again, for whatever runs next in the process
 
     def plan_now(self) -> None:
+        """One planner run. A failure (a database outage, say) is logged once, not every tick,
+        and the next tick plans again, as the next schedule would in the cloud."""
         try:
             self._run_plan(list(MARKETS))
-            self.last_error = None
+            error = None
         except AppError as exc:
-            # A database or queue outage: the next tick plans again, as the next schedule would.
-            self.last_error = exc.message
+            error = exc.message
+        except Exception as exc:  # the schedule outlives any one failed run
+            error = f"{type(exc).__name__}: {exc}"
+        if error is not None and error != self.last_error:
+            log_event("backfill.plan.failed", level="error", reason=error)
+        self.last_error = error
         self.plans += 1
 
     def _plan_loop(self) -> None:

@@ -4,6 +4,7 @@ worker drains it; failures are redelivered as SQS would, then dead-lettered."""
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import pytest
@@ -39,10 +40,13 @@ def test_the_queue_takes_what_ops_queue_sends():
 
     assert report.accepted == list(range(23))
     assert report.calls == 3  # ten a call, as SendMessageBatch
-    received = local.receive(5, wait_seconds=0)
-    assert [m.body for m in received] == [f"body-{n}" for n in range(5)]
-    assert [m.receives for m in received] == [1] * 5
-    assert len(local) == 23
+    first = local.receive(5, wait_seconds=0)
+    rest = local.receive(100, wait_seconds=0)
+    # Batches are sent from several threads: their order among each other is not fixed.
+    assert sorted(m.body for m in first + rest) == sorted(f"body-{n}" for n in range(23))
+    assert (len(first), len(rest)) == (5, 18)
+    assert {m.receives for m in first + rest} == {1}
+    assert len(local) == 23  # received, not yet deleted
 
 
 def test_a_received_message_is_invisible_until_its_redelivery(monkeypatch):
@@ -83,7 +87,7 @@ def test_a_failing_message_is_redelivered_then_dead_lettered(monkeypatch, set_en
     assert len(scheduler.queue) == 0
 
 
-def test_a_planner_outage_is_remembered_and_planned_again():
+def test_a_planner_outage_is_logged_once_and_planned_again(capsys):
     calls = []
 
     def run_plan(markets):
@@ -92,10 +96,26 @@ def test_a_planner_outage_is_remembered_and_planned_again():
 
     scheduler = LocalScheduler(plan_every=3600, run_plan=run_plan)
     scheduler.plan_now()
+    scheduler.plan_now()
 
-    assert calls == [["stocks", "crypto"]]
+    assert calls == [["stocks", "crypto"]] * 2
     assert scheduler.last_error == "database unavailable"
-    assert scheduler.plans == 1
+    assert scheduler.plans == 2
+    # Logged once, not on every tick.
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["event"], r["reason"]) for r in logged] == [
+        ("backfill.plan.failed", "database unavailable")
+    ]
+
+
+def test_any_planner_failure_keeps_the_schedule_alive():
+    def run_plan(markets):
+        raise RuntimeError("connection lost")
+
+    scheduler = LocalScheduler(plan_every=3600, run_plan=run_plan)
+    scheduler.plan_now()
+
+    assert scheduler.last_error == "RuntimeError: connection lost"
 
 
 def test_startup_says_what_is_scheduled():
