@@ -41,3 +41,11 @@ def validated_options(
         return msgspec.convert(dict(data), model, strict=False)
     except msgspec.ValidationError as exc:
         raise BadRequest(name_options(str(exc), options)) from None
+
+
+def name_fields_as_options(message: str, options: Mapping[str, str]) -> str:
+    """A service's message about a body field (`expires_at must be in the future`) in the
+    words of the CLI (`--expires-at must be in the future`)."""
+    for field, option in options.items():
+        message = re.sub(rf"(?<![\w$.`-]){re.escape(field)}\b", option, message)
+    return message

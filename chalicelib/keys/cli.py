@@ -16,7 +16,7 @@ import click
 import msgspec
 
 from chalicelib import db
-from chalicelib.cli_options import validated_options
+from chalicelib.cli_options import name_fields_as_options, validated_options
 from chalicelib.config import get_settings
 from chalicelib.errors import AppError
 from chalicelib.keys import service
@@ -48,7 +48,9 @@ def _errors_as_messages(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except AppError as exc:
-            raise click.ClickException(exc.message) from None
+            raise click.ClickException(
+                name_fields_as_options(exc.message, _FIELD_OPTIONS)
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -66,9 +68,25 @@ def _actor() -> Actor:
     return Actor(who=f"cli {default_applied_by()}")
 
 
+# Body fields whose option is not simply `--field-name`.
+_OPTION_NAMES = {
+    "name": "NAME",
+    "scopes": "--scope",
+    "allowed_cidrs": "--cidr",
+    "rate_limit_per_minute": "--rate-limit",
+}
+# Fields the services name in their messages, as the CLI's options.
+_FIELD_OPTIONS = {
+    "expires_at": "--expires-at",
+    "allowed_cidrs": "--cidr",
+    "rate_limit_per_minute": "--rate-limit",
+    "grace_seconds": "--grace-seconds",
+}
+
+
 def _validated(data: dict[str, Any], model: type[T]) -> T:
     """Options checked by the same model that checks the HTTP body; errors name the option."""
-    return validated_options(data, model)
+    return validated_options(data, model, options=_OPTION_NAMES)
 
 
 def _time(value: str | None, *, option: str) -> datetime | None:

@@ -238,3 +238,22 @@ def test_a_stale_state_file_is_ignored_and_removed(no_provider):
 
     assert read_live_state(no_provider) is None
     assert not state_path(no_provider).exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--expires-at", "2001-01-01T00:00:00Z"], "Error: --expires-at must be in the future\n"),
+        (["--rate-limit", "0"], "Error: Expected `int` >= 1 - at --rate-limit\n"),
+        (
+            ["--cidr", "10.0.0.1/8"],
+            "Error: '10.0.0.1/8' is not a CIDR such as 203.0.113.0/24 (host bits must be zero)\n",
+        ),
+    ],
+)
+def test_keys_create_errors_name_options(committed_db, options, message):
+    result = CliRunner().invoke(
+        main, ["keys", "create", "typed", "--scope", "read", *options], catch_exceptions=False
+    )
+
+    assert (result.exit_code, result.output) == (1, message)
