@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run dev test lint bench package package-test clean
+.PHONY: install run dev test lint bench package package-test mutate clean
 
 install: $(STAMP)
 
@@ -62,7 +62,7 @@ package: $(PACKAGE_STAMP)
 	$(PACKAGE_VENV)/bin/python devtools/slim_package.py build/package/deployment.zip
 
 clean:
-	rm -rf $(VENV) $(PACKAGE_VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(PACKAGE_VENV) $(MUTATE_VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis
 
 # The packaged functions run as Lambda runs them: each Handler imported by name in a fresh
 # Python 3.12 whose path holds only the unzipped deployment.zip and the runtime's boto3.
@@ -79,3 +79,17 @@ package-test: install package $(LAMBDA_RUNTIME_STAMP)
 	MDW_PACKAGE_DIR=build/package LAMBDA_PYTHON=$(PACKAGE_PYTHON) \
 		LAMBDA_RUNTIME_DIR=$(abspath $(LAMBDA_RUNTIME_DIR)) \
 		$(BIN)/python -m pytest tests/package $(PYTEST_ARGS)
+
+# Mutation testing of one module against its own tests (docs/TESTING.md); minutes per module,
+# so not part of CI: make mutate MODULE=chalicelib/keys/tokens.py
+MUTATE_VENV := .venv-mutate
+MUTATE_STAMP := $(MUTATE_VENV)/.installed-stamp
+
+$(MUTATE_STAMP):
+	$(PYTHON) -m venv $(MUTATE_VENV)
+	$(MUTATE_VENV)/bin/python -m pip install --quiet cosmic-ray==8.7.0
+	touch $(MUTATE_STAMP)
+
+mutate: install $(MUTATE_STAMP)
+	@test -n "$(MODULE)" || { echo "usage: make mutate MODULE=chalicelib/keys/tokens.py"; exit 2; }
+	$(BIN)/python -m devtools.mutate --cosmic-ray $(MUTATE_VENV)/bin $(MODULE)
