@@ -211,6 +211,28 @@ _SILENT_EVENTS = frozenset({"request", "metric", "backfill.plan.empty"})
 _ENVELOPE = frozenset({"time", "level", "event", "function", "_aws"})
 
 
+def _planned(record: Mapping[str, Any]) -> str:
+    return (
+        f"planner: {record.get('market')} up to {record.get('target')}: "
+        f"{record.get('sent')} queued, {record.get('up_to_date')} up to date"
+    )
+
+
+def _worked(record: Mapping[str, Any]) -> str:
+    done = "done" if record.get("event") == "backfill.message.done" else "failed"
+    text = f"worker: {record.get('identity')} {done}, {record.get('BarsWritten', 0):,} bars written"
+    errors = record.get("errors")
+    return text + (f": {'; '.join(errors)}" if errors else "")
+
+
+# The schedule's everyday events, in a few words; any other event shows all its fields.
+_summaries: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "backfill.planned": _planned,
+    "backfill.message.done": _worked,
+    "backfill.message.failed": _worked,
+}
+
+
 def human_records(stream: IO[str]) -> Callable[[Mapping[str, Any]], None]:
     """A sink for observability records: the request lines are the server's own, so the app's
     JSON request record is dropped; other events become one short line."""
@@ -220,16 +242,21 @@ def human_records(stream: IO[str]) -> Callable[[Mapping[str, Any]], None]:
         event = record.get("event")
         if event in _SILENT_EVENTS or (event == "backfill.planned" and not record.get("sent")):
             return
-        # Metric values (capitalised names, EMF) repeat fields already on the line.
-        fields = " ".join(
-            f"{name}={value}"
-            for name, value in record.items()
-            if name not in _ENVELOPE and not name[:1].isupper()
-        )
+        summary = _summaries.get(str(event))
+        if summary is not None:
+            text = summary(record)
+        else:
+            # Metric values (capitalised names, EMF) repeat fields already on the line.
+            fields = " ".join(
+                f"{name}={value}"
+                for name, value in record.items()
+                if name not in _ENVELOPE and not name[:1].isupper()
+            )
+            text = f"{event} {fields}"
         level = record.get("level", "info")
         marker = "" if level == "info" else f"{str(level).upper()} "
         with lock:
-            stream.write(f"{datetime.now():%H:%M:%S} {marker}{event} {fields}\n")
+            stream.write(f"{datetime.now():%H:%M:%S} {marker}{text}\n")
             stream.flush()
 
     return write

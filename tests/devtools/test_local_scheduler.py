@@ -175,15 +175,36 @@ def test_the_console_shows_what_happened_and_hides_what_did_not():
             "event": "backfill.planned",
             "function": "local",
             "market": "stocks",
+            "target": "2026-11-27",
             "sent": 2,
+            "up_to_date": 10,
             "BackfillMessagesSent": 2,
             "_aws": {},
         }
     )
-    write({"level": "error", "event": "backfill.message.failed", "errors": ["JPM 1d: boom"]})
+    write(
+        {
+            "level": "info",
+            "event": "backfill.message.done",
+            "identity": "symbol:JPM/1d/2026-11-27",
+            "BarsWritten": 1255,
+        }
+    )
+    write(
+        {
+            "level": "error",
+            "event": "backfill.message.failed",
+            "identity": "symbol:X/1d/2026-11-27",
+            "BarsWritten": 0,
+            "errors": ["X 1d: boom"],
+        }
+    )
+    write({"level": "error", "event": "backfill.plan.failed", "reason": "db down", "_aws": {}})
 
     lines = [line.split(" ", 1)[1] for line in stream.getvalue().splitlines()]
     assert lines == [
-        "backfill.planned market=stocks sent=2",
-        "ERROR backfill.message.failed errors=['JPM 1d: boom']",
+        "planner: stocks up to 2026-11-27: 2 queued, 10 up to date",
+        "worker: symbol:JPM/1d/2026-11-27 done, 1,255 bars written",
+        "ERROR worker: symbol:X/1d/2026-11-27 failed, 0 bars written: X 1d: boom",
+        "ERROR backfill.plan.failed reason=db down",
     ]
