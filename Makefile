@@ -11,9 +11,10 @@ PORT ?= 8000
 
 install: $(STAMP)
 
+# pip below 26.3: chalice 1.34 drives pip to build the Lambda package and declares pip<26.3.
 $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade "pip<26.3"
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -51,7 +52,7 @@ PACKAGE_STAMP := $(PACKAGE_VENV)/.installed-stamp
 $(PACKAGE_STAMP): requirements.txt
 	@test -n "$(PACKAGE_PYTHON)" || { echo "make package needs Python 3.12 or newer (PACKAGE_PYTHON=...)"; exit 1; }
 	$(PACKAGE_PYTHON) -m venv $(PACKAGE_VENV)
-	$(PACKAGE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PACKAGE_VENV)/bin/python -m pip install --quiet --upgrade "pip<26.3"
 	$(PACKAGE_VENV)/bin/python -m pip install --quiet -r requirements.txt chalice==1.34.0
 	touch $(PACKAGE_STAMP)
 
