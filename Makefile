@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test lint bench package clean
+.PHONY: install run test lint bench package package-test clean
 
 install: $(STAMP)
 
@@ -29,7 +29,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: install
+bench: install package
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The deployable CloudFormation template (API, functions, queue, DLQ, bucket, alarms) in
@@ -51,6 +51,23 @@ package: $(PACKAGE_STAMP)
 	rm -rf build/package
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PACKAGE_VENV)/bin/chalice package \
 		--stage $(or $(STAGE),prod) --merge-template deploy/resources.json build/package
+	$(PACKAGE_VENV)/bin/python devtools/slim_package.py build/package/deployment.zip
 
 clean:
 	rm -rf $(VENV) $(PACKAGE_VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage
+
+# The packaged functions run as Lambda runs them: each Handler imported by name in a fresh
+# Python 3.12 whose path holds only the unzipped deployment.zip and the runtime's boto3.
+LAMBDA_RUNTIME_DIR := build/lambda-runtime
+LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME_DIR)/.installed-stamp
+
+$(LAMBDA_RUNTIME_STAMP): requirements-dev.txt
+	@test -n "$(PACKAGE_PYTHON)" || { echo "make package-test needs Python 3.12 or newer (PACKAGE_PYTHON=...)"; exit 1; }
+	rm -rf $(LAMBDA_RUNTIME_DIR)
+	$(PACKAGE_PYTHON) -m pip install --quiet --target $(LAMBDA_RUNTIME_DIR) $$(grep -E '^boto3==' requirements-dev.txt)
+	touch $(LAMBDA_RUNTIME_STAMP)
+
+package-test: install package $(LAMBDA_RUNTIME_STAMP)
+	MDW_PACKAGE_DIR=build/package LAMBDA_PYTHON=$(PACKAGE_PYTHON) \
+		LAMBDA_RUNTIME_DIR=$(abspath $(LAMBDA_RUNTIME_DIR)) \
+		$(BIN)/python -m pytest tests/package $(PYTEST_ARGS)

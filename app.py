@@ -12,7 +12,7 @@ from chalicelib.config import get_settings
 from chalicelib.errors import AppError
 from chalicelib.health.routes import bp as health_bp
 from chalicelib.health.service import ensure_schema_current
-from chalicelib.http import error_response, restate_framework_error
+from chalicelib.http import answer_in_one_body, error_response
 from chalicelib.keys.authorizer import bp as authorizer_bp
 from chalicelib.keys.middleware import enforce_key_policy
 from chalicelib.keys.routes import bp as keys_bp
@@ -34,8 +34,9 @@ app.register_blueprint(openapi_bp)
 
 @app.middleware("http")
 def one_error_body(event: Any, get_response: Any) -> Any:
-    """Outermost: answers Chalice gives by itself (415, 405) get the one error body too."""
-    return restate_framework_error(get_response(event))
+    """Outermost: every answer, including Chalice's own (415, 405) and any failure in the
+    layers below, is in the one error body."""
+    return answer_in_one_body(event, get_response, app.routes)
 
 
 @app.middleware("http")

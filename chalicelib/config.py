@@ -66,6 +66,16 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
 
 
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _sslmode(env: Mapping[str, str], name: str) -> str | None:
+    raw = _optional(env, name)
+    if raw is not None and raw not in _SSLMODES:
+        raise ConfigError(f"{name} must be one of {', '.join(_SSLMODES)}, got {raw!r}")
+    return raw
+
+
 _SCHEDULE = re.compile(r"cron\((\S+ ){5}\S+\)|rate\(\d+ (minutes?|hours?|days?)\)")
 
 
@@ -83,6 +93,11 @@ def _schedule(env: Mapping[str, str], name: str, default: str) -> str:
 class Settings(msgspec.Struct, frozen=True):
     database_url: str | None
     database_secret_arn: str | None
+    database_host: str | None
+    database_port: int | None
+    database_name: str | None
+    database_sslmode: str | None
+    database_sslrootcert: str | None
     data_dir: Path
     in_lambda: bool
     connect_timeout_seconds: int
@@ -126,6 +141,18 @@ class Settings(msgspec.Struct, frozen=True):
         return cls(
             database_url=_optional(env, "DATABASE_URL"),
             database_secret_arn=_optional(env, "DATABASE_SECRET_ARN"),
+            # With DATABASE_SECRET_ARN: where the database is, for secrets that hold only the
+            # credentials (RDS-managed master user secrets), or to reach it through another
+            # endpoint (an RDS Proxy) than the one the secret names. Set, they win.
+            database_host=_optional(env, "DATABASE_HOST"),
+            database_port=(
+                _int(env, "DATABASE_PORT", 5432, minimum=1, maximum=65535)
+                if _optional(env, "DATABASE_PORT")
+                else None
+            ),
+            database_name=_optional(env, "DATABASE_NAME"),
+            database_sslmode=_sslmode(env, "DATABASE_SSLMODE"),
+            database_sslrootcert=_optional(env, "DATABASE_SSLROOTCERT"),
             data_dir=Path(env.get("MDW_DATA_DIR", "").strip() or PROJECT_ROOT / ".data"),
             in_lambda=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
             connect_timeout_seconds=_int(env, "DATABASE_CONNECT_TIMEOUT_SECONDS", 5, minimum=1),

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import msgspec
 import psycopg
@@ -44,7 +44,7 @@ from psycopg.abc import PQGen
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from chalicelib.config import Settings, get_settings
-from chalicelib.errors import ConfigError, DatabaseUnavailable
+from chalicelib.errors import ConfigError, DatabaseCredentialsRefused, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -102,34 +102,42 @@ _MIN_FRAGMENT = 3
 def password_candidates(conninfo: str) -> set[str]:
     """Every string that may be (part of) the password in `conninfo`, however it was written.
 
-    A URL whose password has an unencoded `/ @ : %` is parsed by libpq into other fields (host,
-    port, dbname), so libpq's own messages may quote pieces of it. Each way of splitting the
-    user-info part counts, raw and percent-decoded, and so does each piece between delimiters.
+    A URL whose password has an unencoded `/ @ %` is parsed by libpq into other fields (host,
+    port, dbname), so libpq's own messages may quote pieces of it. So each way of splitting the
+    user-info part counts, raw and percent-decoded, and when libpq read the password otherwise
+    than as written, so does each piece of it between delimiters.
     """
-    found: set[str] = set()
     try:
-        password = conninfo_to_dict(conninfo).get("password")
+        parsed = conninfo_to_dict(conninfo).get("password")
     except psycopg.Error:
-        password = None
-    if password:
-        found.add(str(password))
+        parsed = None
+    found = {str(parsed)} if parsed else set()
     _, scheme_separator, rest = conninfo.partition("://")
-    if scheme_separator:
-        for at in (i for i, char in enumerate(rest) if char == "@"):
-            user_info = rest[:at]
-            if ":" in user_info:
-                raw = user_info.split(":", 1)[1]
-                found.update({raw, unquote(raw)})
-    for value in list(found):
-        found.update(piece for piece in _URL_DELIMITERS.split(value) if len(piece) >= _MIN_FRAGMENT)
-    return {value for value in found if value}
+    if not scheme_separator:
+        return found  # key=value: libpq's quoting leaves no doubt
+    written: set[str] = set()
+    for at in (i for i, char in enumerate(rest) if char == "@"):
+        user_info = rest[:at]
+        if ":" in user_info:
+            raw = user_info.split(":", 1)[1]
+            written.update({raw, unquote(raw)})
+    if written - {parsed, quote(str(parsed or ""), safe="")}:
+        written |= found
+        written.update(
+            piece
+            for value in list(written)
+            for piece in _URL_DELIMITERS.split(value)
+            if len(piece) >= _MIN_FRAGMENT
+        )
+    return {value for value in found | written if value}
 
 
 def redact(text: str, conninfo: str | None = None, *, password: str | None = None) -> str:
-    """`text` with every password candidate of `conninfo` (and `password`) masked."""
+    """`text` with every password candidate of `conninfo`, and `password` (a connection's
+    exact one) as is and percent-encoded, masked."""
     secrets = password_candidates(conninfo) if conninfo else set()
     if password:
-        secrets |= password_candidates(f"postgresql://user:{password}@host")
+        secrets |= {password, quote(password, safe="")}
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, _MASK)
     return text
@@ -260,12 +268,14 @@ def connect(
         ) from None
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection failed"
+        # libpq reports no SQLSTATE for a failed connection attempt, only the server's text.
+        refused = "password authentication failed" in reason
         log.warning(
             "database unavailable: cannot connect to %s: %s",
             describe_target(conninfo),
             redact(reason, conninfo),
         )
-        raise DatabaseUnavailable() from None
+        raise (DatabaseCredentialsRefused if refused else DatabaseUnavailable)() from None
 
 
 def _has_unread_data(conn: Connection) -> bool:
@@ -322,11 +332,19 @@ class Database:
     """A small per-container pool: idle connections are reused, broken ones discarded."""
 
     def __init__(
-        self, conninfo: str, *, connect_timeout: int = 5, limits: SessionLimits | None = None
+        self,
+        conninfo: str,
+        *,
+        connect_timeout: int = 5,
+        limits: SessionLimits | None = None,
+        reread_conninfo: Callable[[], str] | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.connect_timeout = connect_timeout
         self.limits = limits or SessionLimits.from_settings(get_settings())
+        # Where the connection string came from a secret: read it again when the password is
+        # refused, since a rotation changes it under warm containers.
+        self._reread_conninfo = reread_conninfo
         self._idle: list[tuple[Connection, float]] = []
         self._lock = threading.Lock()
         self._down_until = 0.0
@@ -362,10 +380,20 @@ class Database:
             except psycopg.Error:
                 conn.close()
         try:
-            return connect(self.conninfo, connect_timeout=self.connect_timeout, limits=self.limits)
+            return self._connect()
         except DatabaseUnavailable:
             self._mark_down()
             raise
+
+    def _connect(self) -> Connection:
+        try:
+            return connect(self.conninfo, connect_timeout=self.connect_timeout, limits=self.limits)
+        except DatabaseCredentialsRefused:
+            if self._reread_conninfo is None:
+                raise
+        log.warning("the database refused the password; reading the database secret again")
+        self.conninfo = self._reread_conninfo()
+        return connect(self.conninfo, connect_timeout=self.connect_timeout, limits=self.limits)
 
     def _release(self, conn: Connection) -> None:
         if conn.closed or conn.broken:
@@ -455,12 +483,27 @@ def resolve_database_url(settings: Settings) -> str:
     if settings.database_secret_arn:
         from chalicelib.secrets import database_url_from_secret
 
-        return database_url_from_secret(settings.database_secret_arn)
+        return database_url_from_secret(settings.database_secret_arn, settings)
     if settings.in_lambda:
         raise ConfigError(
             "no database configured: set DATABASE_URL or DATABASE_SECRET_ARN for this function"
         )
     return embedded_server_url(settings.data_dir)
+
+
+def _secret_rereader(settings: Settings) -> Callable[[], str] | None:
+    """For a database reached through DATABASE_SECRET_ARN (and no DATABASE_URL): a fresh read
+    of the secret."""
+    arn = settings.database_secret_arn
+    if settings.database_url or not arn:
+        return None
+
+    def reread() -> str:
+        from chalicelib.secrets import database_url_from_secret
+
+        return database_url_from_secret(arn, settings, refresh=True)
+
+    return reread
 
 
 _database: ConnectionSource | None = None
@@ -476,6 +519,7 @@ def get_database() -> ConnectionSource:
                 resolve_database_url(settings),
                 connect_timeout=settings.connect_timeout_seconds,
                 limits=SessionLimits.from_settings(settings),
+                reread_conninfo=_secret_rereader(settings),
             )
         return _database
 

@@ -91,6 +91,10 @@ class DatabaseUnavailable(ServiceUnavailable):
         super().__init__(message, details=details)
 
 
+class DatabaseCredentialsRefused(DatabaseUnavailable):
+    """PostgreSQL refused the password: after a rotation, the secret may hold a newer one."""
+
+
 class MigrationError(AppError):
     """The migration runner refused to run or a migration failed."""
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 from chalice import Response
 
-from chalicelib.errors import AppError, BadRequest, PayloadTooLarge
+from chalicelib.errors import AppError, BadRequest, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,25 @@ def restate_framework_error(response: Response) -> Response:
         status=response.status_code,
         headers=headers,
     )
+
+
+def answer_in_one_body(
+    request: Any, get_response: Callable[[Any], Response], routes: Mapping[str, Any]
+) -> Response:
+    """The outermost layer of every API request. Whatever happens below it (an event that is
+    not API Gateway's REST proxy event, a path no route declares, an exception in a middleware,
+    Chalice's own 405 and 415) is answered in the one error body, never with a traceback."""
+    if request is None:
+        # An HTTP API (v2) or other event sent to the REST handler: Chalice builds no request.
+        return error_response(BadRequest("not an API Gateway REST API (v1) proxy event"))
+    if request.path not in routes:
+        return error_response(NotFound(f"no route matches {request.path}"))
+    try:
+        response = get_response(request)
+    except Exception:
+        log.exception("unhandled error answering %s %s", request.method, request.path)
+        return internal_error_response()
+    return restate_framework_error(response)
 
 
 def internal_error_response() -> Response:

@@ -8,12 +8,13 @@ Every error names the secret's ARN and never its value: these messages reach log
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
-from chalicelib.config import Settings
+from chalicelib.config import Settings, get_settings
 from chalicelib.errors import ConfigError
 
 # A function in a VPC with no route to Secrets Manager would otherwise wait for botocore's
@@ -27,6 +28,8 @@ _POLYGON_KEY_FIELDS = ("api_key", "apiKey", "POLYGON_API_KEY")
 
 _cache: dict[str, str] = {}
 _lock = threading.Lock()
+
+log = logging.getLogger(__name__)
 
 
 def _secrets_client() -> Any:
@@ -43,10 +46,11 @@ def _secrets_client() -> Any:
     )
 
 
-def get_secret_string(arn: str) -> str:
-    """The secret's SecretString, fetched on first use and kept for the container's life."""
+def get_secret_string(arn: str, *, refresh: bool = False) -> str:
+    """The secret's SecretString, fetched on first use and kept for the container's life;
+    `refresh` reads it again (after a rotation made the kept value stale)."""
     with _lock:
-        if arn in _cache:
+        if arn in _cache and not refresh:
             return _cache[arn]
     from botocore.exceptions import (
         BotoCoreError,
@@ -78,29 +82,40 @@ def get_secret_string(arn: str) -> str:
     return value
 
 
-def database_url_from_secret(arn: str) -> str:
-    """Build a connection string from an RDS-format secret (host, port, username, password,
-    dbname)."""
+def database_url_from_secret(
+    arn: str, settings: Settings | None = None, *, refresh: bool = False
+) -> str:
+    """A connection string from a database secret: the full RDS format (host, port, username,
+    password, dbname), or an RDS-managed master user secret, which holds only username and
+    password, with the rest from DATABASE_HOST, DATABASE_PORT and DATABASE_NAME. Those settings,
+    and DATABASE_SSLMODE / DATABASE_SSLROOTCERT, win over the secret's values when set."""
     try:
-        secret = json.loads(get_secret_string(arn))
+        secret = json.loads(get_secret_string(arn, refresh=refresh))
     except json.JSONDecodeError:
         raise ConfigError(f"secret {arn} is not JSON (expected the RDS secret format)") from None
     if not isinstance(secret, dict):
         raise ConfigError(f"secret {arn} is not a JSON object (expected the RDS secret format)")
-    missing = [k for k in ("host", "username", "password") if not secret.get(k)]
+    settings = settings or get_settings()
+    host = settings.database_host or secret.get("host")
+    missing = [k for k in ("username", "password") if not secret.get(k)]
+    if not host:
+        missing.insert(0, "host (set DATABASE_HOST for a secret that holds only credentials)")
     if missing:
         raise ConfigError(f"secret {arn} lacks {', '.join(missing)}")
-    port = secret.get("port") or 5432
+    port = settings.database_port or secret.get("port") or 5432
     if not str(port).isdigit():
         raise ConfigError(f"secret {arn} has a port that is not a number")
-    return make_conninfo(
-        host=str(secret["host"]),
-        port=str(port),
-        user=str(secret["username"]),
-        password=str(secret["password"]),
-        dbname=str(secret.get("dbname") or "postgres"),
-        sslmode=str(secret.get("sslmode") or "prefer"),
-    )
+    params = {
+        "host": str(host),
+        "port": str(port),
+        "user": str(secret["username"]),
+        "password": str(secret["password"]),
+        "dbname": str(settings.database_name or secret.get("dbname") or "postgres"),
+        "sslmode": str(settings.database_sslmode or secret.get("sslmode") or "prefer"),
+    }
+    if settings.database_sslrootcert:
+        params["sslrootcert"] = settings.database_sslrootcert
+    return make_conninfo(**params)
 
 
 def polygon_api_key_from_secret(arn: str) -> str:

@@ -86,3 +86,32 @@ def test_startup_check_runs_once_per_container(empty_db_settings):
     forget_schema_check()
     with pytest.raises(ServiceUnavailable):
         ensure_schema_current()
+
+
+def test_a_failure_inside_a_middleware_is_answered_in_the_one_error_body(
+    client, pinned_db, monkeypatch
+):
+    import app as app_module
+    from tests.factories import make_admin_key
+
+    key = make_admin_key(pinned_db)
+
+    def broken() -> None:
+        raise RuntimeError("schema check exploded: password=Sup3r")
+
+    monkeypatch.setattr(app_module, "ensure_schema_current", broken)
+
+    response = client.http.get(
+        "/api/v1/symbols", headers={"Authorization": f"Bearer {key.raw_key}"}
+    )
+    health = client.http.get("/openapi.json")
+
+    assert response.status_code == 500
+    assert response.json_body == {
+        "error": {
+            "code": "internal_error",
+            "message": "internal error; the request was not completed",
+        }
+    }
+    assert "Sup3r" not in response.body.decode()
+    assert health.status_code == 200

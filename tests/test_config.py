@@ -58,6 +58,12 @@ def test_values_are_read_from_the_environment():
             "SYMBOL_CHECK_ON_ADD must be true or false, got 'maybe'",
         ),
         ({"POLYGON_TIMEOUT_SECONDS": "-1"}, "POLYGON_TIMEOUT_SECONDS must be positive, got -1.0"),
+        (
+            {"DATABASE_SSLMODE": "verify"},
+            "DATABASE_SSLMODE must be one of disable, allow, prefer, require, verify-ca, "
+            "verify-full, got 'verify'",
+        ),
+        ({"DATABASE_PORT": "70000"}, "DATABASE_PORT must be at most 65535, got 70000"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from chalicelib import db, secrets
 from chalicelib.config import get_settings
-from chalicelib.errors import ConfigError
+from chalicelib.errors import ConfigError, DatabaseCredentialsRefused
 from tests.conftest import free_port
 
 PASSWORD = "s3cr3t-pa55word-never-shown"
@@ -82,7 +83,10 @@ class TestDatabaseSecret:
         [
             (f"host=db password={PASSWORD}", "is not JSON (expected the RDS secret format)"),
             (json.dumps([PASSWORD]), "is not a JSON object (expected the RDS secret format)"),
-            (json.dumps({**RDS_SECRET, "host": ""}), "lacks host"),
+            (
+                json.dumps({**RDS_SECRET, "host": ""}),
+                "lacks host (set DATABASE_HOST for a secret that holds only credentials)",
+            ),
             (json.dumps({**RDS_SECRET, "port": f"x{PASSWORD}"}), "has a port that is not a number"),
         ],
     )
@@ -177,3 +181,117 @@ def test_a_function_without_a_secret_never_imports_boto3() -> None:
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+@pytest.fixture(scope="module")
+def password_server_process() -> Any:
+    """A PostgreSQL that asks for passwords (the shared test servers trust local users)."""
+    from tests.pgprocess import PostgresProcess
+
+    server = PostgresProcess(superuser_password="admin-pw").start()
+    with psycopg.connect(server.url(password="admin-pw"), autocommit=True) as conn:
+        conn.execute("CREATE ROLE mdw_app LOGIN")
+        conn.execute("CREATE DATABASE mdw OWNER mdw_app")
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def password_server(password_server_process: Any) -> Any:
+    """The password server with mdw_app's first password."""
+    url = password_server_process.url(password="admin-pw")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER ROLE mdw_app PASSWORD 'first-Pa55/word'")
+    return password_server_process
+
+
+@pytest.mark.usefixtures("aws")
+class TestSecretsAsAwsHandsThemOut:
+    def test_an_rds_managed_secret_holds_only_credentials(
+        self, password_server: Any, set_env: Callable[..., None]
+    ) -> None:
+        arn = put_secret(
+            "rds!cluster-1", json.dumps({"username": "mdw_app", "password": "first-Pa55/word"})
+        )
+        set_env(
+            DATABASE_URL=None,
+            DATABASE_SECRET_ARN=arn,
+            DATABASE_HOST="127.0.0.1",
+            DATABASE_PORT=str(password_server.port),
+            DATABASE_NAME="mdw",
+        )
+        db.set_database(None)
+
+        with db.connection() as conn:
+            row = conn.execute("SELECT current_user, current_database()").fetchone()
+
+        assert row == ("mdw_app", "mdw")
+        db.set_database(None)
+
+    def test_the_settings_win_over_the_secret_for_where_and_how(
+        self, set_env: Callable[..., None]
+    ) -> None:
+        arn = put_secret("mdw/db", json.dumps(RDS_SECRET))
+        set_env(
+            DATABASE_HOST="proxy.example",
+            DATABASE_PORT="6432",
+            DATABASE_NAME="warehouse",
+            DATABASE_SSLMODE="verify-full",
+            DATABASE_SSLROOTCERT="/var/task/certs/rds-global-bundle.pem",
+        )
+
+        params = conninfo_to_dict(secrets.database_url_from_secret(arn, get_settings()))
+
+        assert params == {
+            "host": "proxy.example",
+            "port": "6432",
+            "user": "mdw_app",
+            "password": PASSWORD,
+            "dbname": "warehouse",
+            "sslmode": "verify-full",
+            "sslrootcert": "/var/task/certs/rds-global-bundle.pem",
+        }
+
+    def test_a_rotated_password_is_read_again_once_and_never_logged(
+        self, password_server: Any, set_env: Callable[..., None], caplog: Any
+    ) -> None:
+        secret = {**RDS_SECRET, "host": "127.0.0.1", "port": password_server.port,
+                  "password": "first-Pa55/word"}
+        arn = put_secret("mdw/db", json.dumps(secret))
+        set_env(DATABASE_URL=None, DATABASE_SECRET_ARN=arn)
+        db.set_database(None)
+        with db.connection() as conn:
+            conn.execute("SELECT 1")
+        # The rotation: a new password in PostgreSQL and in the secret. Connections already
+        # open stay authenticated; the next new one would present the old password.
+        with psycopg.connect(password_server.url(password="admin-pw"), autocommit=True) as admin:
+            admin.execute("ALTER ROLE mdw_app PASSWORD 'second-Pa55@word'")
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId=arn, SecretString=json.dumps({**secret, "password": "second-Pa55@word"})
+        )
+        db.get_database().close()  # type: ignore[attr-defined]
+
+        with caplog.at_level("INFO"), db.connection() as conn:
+            row = conn.execute("SELECT current_user").fetchone()
+
+        assert row == ("mdw_app",)
+        logged = [r.getMessage() for r in caplog.records if r.name == "chalicelib.db"]
+        assert len(logged) == 2
+        assert logged[0].startswith(
+            f'database unavailable: cannot connect to database "mdw" on '
+            f"127.0.0.1:{password_server.port}: "
+        )
+        assert logged[0].endswith('password authentication failed for user "mdw_app"')
+        assert logged[1] == "the database refused the password; reading the database secret again"
+        assert "Pa55" not in caplog.text
+        db.set_database(None)
+
+    def test_a_refused_password_without_a_secret_is_not_retried(
+        self, password_server: Any
+    ) -> None:
+        source = db.Database(password_server.url(user="mdw_app", password="wrong", dbname="mdw"))
+
+        with pytest.raises(DatabaseCredentialsRefused) as raised, source.connection():
+            pass
+
+        assert "wrong" not in str(raised.value)

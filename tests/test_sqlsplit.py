@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from chalicelib.sqlsplit import split_statements
 
 
@@ -47,3 +52,117 @@ def test_positional_parameters_are_not_dollar_quotes():
         "PREPARE p AS SELECT $1",
         "SELECT 2",
     ]
+
+
+def test_escape_strings_hide_backslash_escaped_quotes():
+    sql = r"SELECT E'it\'s; here'; SELECT e'\\'; SELECT 'plain\'; SELECT 3"
+
+    assert split_statements(sql) == [
+        r"SELECT E'it\'s; here'",
+        r"SELECT e'\\'",
+        r"SELECT 'plain\'",
+        "SELECT 3",
+    ]
+
+
+def test_a_dollar_inside_an_identifier_opens_no_quote():
+    assert split_statements("SELECT 1 AS a$b$; SELECT 2 AS c$b$") == [
+        "SELECT 1 AS a$b$",
+        "SELECT 2 AS c$b$",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        pytest.param("SELECT 1; -- trailing", ["SELECT 1"], id="line-comment-at-end"),
+        pytest.param("SELECT 1; /* open", ["SELECT 1"], id="unterminated-block-comment"),
+        pytest.param("SELECT 1; SELECT $t$ open", ["SELECT 1", "SELECT $t$ open"], id="open-tag"),
+        pytest.param("SELECT 1; SELECT '", ["SELECT 1", "SELECT '"], id="quote-at-end"),
+        pytest.param("SELECT 1; SELECT E'\\", ["SELECT 1", "SELECT E'\\"], id="escape-at-end"),
+        pytest.param('SELECT "', ['SELECT "'], id="identifier-quote-at-end"),
+        pytest.param("$", ["$"], id="lone-dollar"),
+        pytest.param("", [], id="empty"),
+    ],
+)
+def test_unterminated_text_runs_to_the_end(sql, expected):
+    assert split_statements(sql) == expected
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_any_text_splits_into_stripped_pieces_of_itself(sql):
+    statements = split_statements(sql)
+
+    position = 0
+    for statement in statements:
+        assert statement
+        assert statement == statement.strip()
+        found = sql.find(statement, position)
+        assert found >= position
+        position = found + len(statement)
+
+
+# Property-based, with PostgreSQL as the oracle: random statements whose literals and comments
+# are full of semicolons, quotes, backslashes and comment markers, each quoted the way
+# PostgreSQL reads it. The server must read the whole script as the statements the splitter
+# found, with the same values.
+TRICKY = st.text(alphabet=st.sampled_from(list("ab ;'\\$-/*\n\"")), max_size=10)
+
+
+@st.composite
+def literal(draw):
+    text = draw(TRICKY)
+    style = draw(st.sampled_from(["standard", "escape", "dollar"]))
+    if style == "standard":
+        return text, "'" + text.replace("'", "''") + "'"
+    if style == "escape":
+        return text, "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    text = text.replace("$", "")
+    tag = draw(st.sampled_from(["", "t", "x_1"]))
+    return text, f"${tag}${text}${tag}$"
+
+
+@st.composite
+def comment(draw):
+    text = draw(TRICKY).replace("*/", "").replace("/*", "").replace("*", "").replace("/", "")
+    kind = draw(st.sampled_from(["none", "line", "block", "nested"]))
+    if kind == "line":
+        return f" --{text.replace(chr(10), ' ')}\n"
+    if kind == "block":
+        return f" /*{text}*/ "
+    if kind == "nested":
+        return f" /* a /*{text}*/ b */ "
+    return " "
+
+
+@st.composite
+def statement(draw):
+    parts = draw(st.lists(literal(), min_size=1, max_size=3))
+    value = "".join(text for text, _ in parts)
+    expression = f"{draw(comment())}||{draw(comment())}".join(sql for _, sql in parts)
+    alias = '"a;b""c$d$"'
+    return value, f"SELECT{draw(comment())}{expression} AS {alias}{draw(comment())}"
+
+
+@pytest.fixture(scope="module")
+def oracle(database_url):
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(statement(), min_size=1, max_size=4), comment(), st.booleans())
+def test_postgresql_reads_the_statements_the_splitter_finds(oracle, statements, tail, final):
+    script = ";".join(sql for _, sql in statements) + (";" if final else "") + tail
+    expected = [value for value, _ in statements]
+
+    pieces = split_statements(script)
+    one_by_one = [oracle.execute(piece).fetchone()[0] for piece in pieces]
+    cursor = oracle.execute(script)  # no parameters: PostgreSQL's simple protocol, many results
+    whole = [cursor.fetchone()[0]]
+    while cursor.nextset():
+        whole.append(cursor.fetchone()[0])
+
+    assert one_by_one == expected
+    assert whole == expected

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 from chalice import AuthResponse, Blueprint
@@ -20,8 +22,14 @@ from chalicelib import db
 from chalicelib.errors import AppError
 from chalicelib.keys import access, repository, tokens
 from chalicelib.keys.models import EVENT_AUTH_FAILED
+from chalicelib.ops.observability import configure_logging
+from chalicelib.route_table import ROUTES
 
 log = logging.getLogger(__name__)
+
+# In Lambda this module is the authorizer container's entry point: app.py, which configures
+# logging for the other functions, is never imported here.
+configure_logging()
 
 bp = Blueprint(__name__)
 
@@ -90,6 +98,8 @@ def routes_for_scopes(scopes: list[str], all_routes: list[str]) -> list[str | Au
 
 def _method_and_path(method_arn: str) -> tuple[str | None, str | None]:
     """`arn:aws:execute-api:region:account:api/stage/GET/a/b` → ("GET", "/a/b")."""
+    if not method_arn.startswith("arn:") or method_arn.count(":") < 5:
+        return None, None
     resource = method_arn.split(":", 5)[-1]
     parts = resource.split("/", 3)
     if len(parts) < 3:
@@ -119,8 +129,23 @@ def _record_failure(
         log.error("could not record a refused API key in the audit log: %s", type(exc).__name__)
 
 
+def _auth_request_of(event: Mapping[str, Any]) -> AuthRequest:
+    """API Gateway's TOKEN event as an AuthRequest. Chalice's own conversion raises KeyError on
+    an event that lacks a field; here a missing field is empty, and refused like a request
+    without a usable token."""
+    return AuthRequest(
+        str(event.get("type") or ""),
+        str(event.get("authorizationToken") or ""),
+        str(event.get("methodArn") or ""),
+    )
+
+
 @bp.authorizer(ttl_seconds=POLICY_TTL_SECONDS)
 def api_key_authorizer(auth_request: AuthRequest) -> AuthResponse:
+    if _method_and_path(auth_request.method_arn or "")[1] is None:
+        # No policy can be built for an event without a method ARN: not API Gateway's event.
+        log.error("authorizer event without a usable methodArn; refused")
+        raise _deny()
     token = bearer_token(auth_request.token)
     if token is None:
         log.info("API key refused: no bearer token")
@@ -149,7 +174,7 @@ def api_key_authorizer(auth_request: AuthRequest) -> AuthResponse:
     # API Gateway turns context values into strings; the local server passes them as they
     # are. Strings from the start make both the same.
     return AuthResponse(
-        routes=routes_for_scopes(status.scopes, list(bp.current_app.routes)),
+        routes=routes_for_scopes(status.scopes, list(ROUTES)),
         principal_id=str(status.id),
         context={
             "key_id": str(status.id),
@@ -158,3 +183,8 @@ def api_key_authorizer(auth_request: AuthRequest) -> AuthResponse:
             "scopes": ",".join(status.scopes),
         },
     )
+
+
+# The authorizer object Lambda calls (its Handler) converts the event with this, not Chalice's
+# strict conversion.
+setattr(api_key_authorizer, "_transform_event", _auth_request_of)  # noqa: B010

@@ -33,7 +33,14 @@ def _checksum(text: str) -> str:
 
 
 def generate_key() -> str:
-    body = _base62(int.from_bytes(secrets.token_bytes(32), "big"), _BODY_LENGTH)
+    return key_from_bytes(secrets.token_bytes(32))
+
+
+def key_from_bytes(random: bytes) -> str:
+    """The key for 32 random bytes: their big-endian number in base62, then the checksum."""
+    if len(random) != 32:
+        raise ValueError("a key is made from exactly 32 bytes")
+    body = _base62(int.from_bytes(random, "big"), _BODY_LENGTH)
     return f"{PREFIX}{body}{_checksum(PREFIX + body)}"
 
 

@@ -89,6 +89,7 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    if not text.isascii():
+    # Cursors are written unpadded; one cursor has one spelling.
+    if not text.isascii() or "=" in text:
         raise ValueError("not base64")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

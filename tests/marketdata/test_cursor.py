@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from datetime import UTC, date, datetime
 
 import pytest
@@ -77,3 +80,87 @@ def test_a_validly_signed_cursor_out_of_the_calendar_is_refused(after_us: int) -
 
     with pytest.raises(BadRequest, match="invalid cursor"):
         decode_cursor(forged, QUERY, secret=SECRET)
+
+
+# A cursor a client holds must keep working across releases: its exact bytes are pinned.
+GOLDEN_QUERY = CursorQuery("AAPL", "1d", date(2025, 1, 2), date(2025, 3, 4), True)
+GOLDEN_AFTER = datetime(2025, 2, 3, 5, 0, 0, 250000, tzinfo=UTC)
+GOLDEN_SECRET = b"mdw-cursor-v1"
+GOLDEN_PAYLOAD = b'[1,["AAPL","1d","2025-01-02","2025-03-04",true],1738558800250000]'
+GOLDEN = (
+    "WzEsWyJBQVBMIiwiMWQiLCIyMDI1LTAxLTAyIiwiMjAyNS0wMy0wNCIsdHJ1ZV0sMTczODU1ODgwMDI1MDAwMF0"
+    ".BHhwoNihxiDWNj6cuYHYrA"
+)
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def signed(payload: bytes, *, secret: bytes = GOLDEN_SECRET, length: int = 16) -> str:
+    """A cursor for any payload, signed as the format says: HMAC-SHA256, first 16 bytes."""
+    signature = hmac.new(secret, payload, hashlib.sha256).digest()[:length]
+    return f"{b64(payload)}.{b64(signature)}"
+
+
+def test_the_golden_cursor_is_what_the_format_says() -> None:
+    assert signed(GOLDEN_PAYLOAD) == GOLDEN
+    assert encode_cursor(GOLDEN_QUERY, GOLDEN_AFTER, secret=GOLDEN_SECRET) == GOLDEN
+    assert decode_cursor(GOLDEN, GOLDEN_QUERY, secret=GOLDEN_SECRET) == GOLDEN_AFTER
+
+
+def test_the_signature_covers_the_position() -> None:
+    moved = GOLDEN_PAYLOAD.replace(b"1738558800250000", b"1738558800250001")
+    forged = f"{b64(moved)}.{GOLDEN.split('.')[1]}"
+
+    with pytest.raises(BadRequest, match="invalid cursor"):
+        decode_cursor(forged, GOLDEN_QUERY, secret=GOLDEN_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("payload", "query"),
+    [
+        pytest.param(
+            GOLDEN_PAYLOAD.replace(b"true", b"false"),
+            CursorQuery("AAPL", "1d", date(2025, 1, 2), date(2025, 3, 4), True),
+            id="validated_only",
+        ),
+        pytest.param(
+            GOLDEN_PAYLOAD.replace(b'"AAPL"', b'"MSFT"'), GOLDEN_QUERY, id="symbol"
+        ),
+        pytest.param(GOLDEN_PAYLOAD.replace(b'"1d"', b'"1h"'), GOLDEN_QUERY, id="timeframe"),
+        pytest.param(
+            GOLDEN_PAYLOAD.replace(b'"2025-01-02"', b"null"), GOLDEN_QUERY, id="start"
+        ),
+        pytest.param(
+            GOLDEN_PAYLOAD.replace(b'"2025-03-04"', b'"2025-03-05"'), GOLDEN_QUERY, id="end"
+        ),
+    ],
+)
+def test_a_validly_signed_cursor_of_another_query_is_refused(
+    payload: bytes, query: CursorQuery
+) -> None:
+    with pytest.raises(BadRequest, match="different query"):
+        decode_cursor(signed(payload), query, secret=GOLDEN_SECRET)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        pytest.param(signed(GOLDEN_PAYLOAD.replace(b"[1,", b"[2,", 1)), id="version-2"),
+        pytest.param(signed(GOLDEN_PAYLOAD.replace(b"[1,", b"[0,", 1)), id="version-0"),
+        pytest.param(signed(GOLDEN_PAYLOAD, length=15), id="short-signature"),
+        pytest.param(signed(GOLDEN_PAYLOAD, length=32), id="full-signature"),
+        pytest.param(signed(GOLDEN_PAYLOAD, secret=b"another-secret"), id="other-secret"),
+        pytest.param(
+            signed(GOLDEN_PAYLOAD.replace(b"1738558800250000", b"99999999999999999999")),
+            id="position-out-of-range",
+        ),
+        pytest.param(signed(b"[1,[]]"), id="payload-shape"),
+        pytest.param(GOLDEN + "==", id="padded-signature"),
+        pytest.param(GOLDEN.replace(".", "=."), id="padded-payload"),
+    ],
+)
+def test_tampered_fields_are_invalid(cursor: str) -> None:
+    with pytest.raises(BadRequest, match="invalid cursor"):
+        decode_cursor(cursor, GOLDEN_QUERY, secret=GOLDEN_SECRET)
