@@ -99,6 +99,31 @@ _MASK = "***"
 _MIN_FRAGMENT = 3
 
 
+def _passwords_as_written(conninfo: str) -> tuple[str | None, set[str]]:
+    """The password as libpq reads `conninfo`, and as a URL's user-info part may have meant it
+    (split at each `@`, raw and percent-decoded)."""
+    try:
+        parsed = conninfo_to_dict(conninfo).get("password")
+    except psycopg.Error:
+        parsed = None
+    written: set[str] = set()
+    _, scheme_separator, rest = conninfo.partition("://")
+    if scheme_separator:  # key=value strings: libpq's quoting leaves no doubt
+        for at in (i for i, char in enumerate(rest) if char == "@"):
+            user_info = rest[:at]
+            if ":" in user_info:
+                raw = user_info.split(":", 1)[1]
+                written.update({raw, unquote(raw)})
+    return (str(parsed) if parsed else None), written
+
+
+def password_misread(conninfo: str) -> bool:
+    """Did libpq read another password than the URL was meant to hold (an unencoded reserved
+    character moved part of it into host, port or database)?"""
+    parsed, written = _passwords_as_written(conninfo)
+    return bool(written - {parsed, quote(parsed or "", safe="")})
+
+
 def password_candidates(conninfo: str) -> set[str]:
     """Every string that may be (part of) the password in `conninfo`, however it was written.
 
@@ -107,29 +132,16 @@ def password_candidates(conninfo: str) -> set[str]:
     user-info part counts, raw and percent-decoded, and when libpq read the password otherwise
     than as written, so does each piece of it between delimiters.
     """
-    try:
-        parsed = conninfo_to_dict(conninfo).get("password")
-    except psycopg.Error:
-        parsed = None
-    found = {str(parsed)} if parsed else set()
-    _, scheme_separator, rest = conninfo.partition("://")
-    if not scheme_separator:
-        return found  # key=value: libpq's quoting leaves no doubt
-    written: set[str] = set()
-    for at in (i for i, char in enumerate(rest) if char == "@"):
-        user_info = rest[:at]
-        if ":" in user_info:
-            raw = user_info.split(":", 1)[1]
-            written.update({raw, unquote(raw)})
-    if written - {parsed, quote(str(parsed or ""), safe="")}:
-        written |= found
-        written.update(
+    parsed, written = _passwords_as_written(conninfo)
+    found = written | ({parsed} if parsed else set())
+    if password_misread(conninfo):
+        found.update(
             piece
-            for value in list(written)
+            for value in list(found)
             for piece in _URL_DELIMITERS.split(value)
             if len(piece) >= _MIN_FRAGMENT
         )
-    return {value for value in found | written if value}
+    return {value for value in found if value}
 
 
 def redact(text: str, conninfo: str | None = None, *, password: str | None = None) -> str:
@@ -267,13 +279,15 @@ def connect(
             "characters such as % @ : / in the password)"
         ) from None
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection failed"
+        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        if password_misread(conninfo):
+            reason += " (DATABASE_URL: percent-encode / @ : % in the password)"
         # libpq reports no SQLSTATE for a failed connection attempt, only the server's text.
         refused = "password authentication failed" in reason
         log.warning(
             "database unavailable: cannot connect to %s: %s",
             describe_target(conninfo),
-            redact(reason, conninfo),
+            redact(reason or "connection failed", conninfo),
         )
         raise (DatabaseCredentialsRefused if refused else DatabaseUnavailable)() from None
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.faults.conftest import BOUND_SECONDS, RouteCall, Seed, every_route, reads
+from tests.faults.conftest import (
+    BOUND_SECONDS,
+    CONNECT_TIMEOUT_SECONDS,
+    RouteCall,
+    Seed,
+    every_route,
+    reads,
+)
 from tests.faults.servers import Answer, AppServer, FaultyPostgres, call
 
 UNAVAILABLE = {
@@ -32,8 +39,13 @@ def send(app: AppServer, route_call: RouteCall, key: str | None) -> Answer:
     )
 
 
+# `chalice local` listens with socketserver's backlog of 5: more connections at once are
+# refused or retried by TCP a second later, which would measure the server, not the app.
+CONCURRENT_REQUESTS = 4
+
+
 def send_all(app: AppServer, calls: list[RouteCall], key: str) -> list[Answer]:
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+    with ThreadPoolExecutor(max_workers=CONCURRENT_REQUESTS) as pool:
         return list(pool.map(lambda c: send(app, c, key), calls))
 
 
@@ -116,8 +128,8 @@ def test_a_stopped_database_answers_503_at_once_and_a_restarted_one_is_used_agai
 
     assert_unavailable_within_bound(postgres, calls, answers)
     assert_unavailable_within_bound(postgres, calls, again)
-    # Refused connections are noticed at once, not after a timeout.
-    assert max(a.elapsed for a in again) < 1.0
+    # A refused connection is known at once: nothing waits for the connect timeout.
+    assert max(a.elapsed for a in again) < CONNECT_TIMEOUT_SECONDS
     assert wait_until_served(app, seed, within=5) <= 5
     warm_up(app, seed)
     assert app.process.poll() is None
