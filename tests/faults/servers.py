@@ -83,7 +83,10 @@ class FaultyPostgres(PostgresProcess):
         postmaster = psutil.Process(self.process.pid)
         postmaster.send_signal(signum)
         for child in postmaster.children(recursive=True):
-            child.send_signal(signum)
+            try:
+                child.send_signal(signum)
+            except psutil.NoSuchProcess:
+                pass  # a backend that ended since the list was taken
 
     def remove(self) -> None:
         if self.process is not None:
@@ -199,5 +202,6 @@ def call(
             raw = response.read()
             return Answer(response.status, dict(response.headers), raw, time.monotonic() - started)
     except urllib.error.HTTPError as error:
-        raw = error.read()
+        with error:  # it holds the connection: closing it leaves no socket for the GC
+            raw = error.read()
         return Answer(error.code, dict(error.headers), raw, time.monotonic() - started)
