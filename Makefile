@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test lint bench package package-test clean
+.PHONY: install run test lint bench package package-test mutate clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# pip below 26.3: chalice 1.34 drives pip to build the Lambda package and declares pip<26.3.
+$(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade "pip<26.3"
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -43,7 +44,7 @@ PACKAGE_STAMP := $(PACKAGE_VENV)/.installed-stamp
 $(PACKAGE_STAMP): requirements.txt
 	@test -n "$(PACKAGE_PYTHON)" || { echo "make package needs Python 3.12 or newer (PACKAGE_PYTHON=...)"; exit 1; }
 	$(PACKAGE_PYTHON) -m venv $(PACKAGE_VENV)
-	$(PACKAGE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PACKAGE_VENV)/bin/python -m pip install --quiet --upgrade "pip<26.3"
 	$(PACKAGE_VENV)/bin/python -m pip install --quiet -r requirements.txt chalice==1.34.0
 	touch $(PACKAGE_STAMP)
 
@@ -54,7 +55,7 @@ package: $(PACKAGE_STAMP)
 	$(PACKAGE_VENV)/bin/python devtools/slim_package.py build/package/deployment.zip
 
 clean:
-	rm -rf $(VENV) $(PACKAGE_VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(PACKAGE_VENV) $(MUTATE_VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis
 
 # The packaged functions run as Lambda runs them: each Handler imported by name in a fresh
 # Python 3.12 whose path holds only the unzipped deployment.zip and the runtime's boto3.
@@ -71,3 +72,17 @@ package-test: install package $(LAMBDA_RUNTIME_STAMP)
 	MDW_PACKAGE_DIR=build/package LAMBDA_PYTHON=$(PACKAGE_PYTHON) \
 		LAMBDA_RUNTIME_DIR=$(abspath $(LAMBDA_RUNTIME_DIR)) \
 		$(BIN)/python -m pytest tests/package $(PYTEST_ARGS)
+
+# Mutation testing of one module against its own tests (docs/TESTING.md); minutes per module,
+# so not part of CI: make mutate MODULE=chalicelib/keys/tokens.py
+MUTATE_VENV := .venv-mutate
+MUTATE_STAMP := $(MUTATE_VENV)/.installed-stamp
+
+$(MUTATE_STAMP):
+	$(PYTHON) -m venv $(MUTATE_VENV)
+	$(MUTATE_VENV)/bin/python -m pip install --quiet cosmic-ray==8.7.0
+	touch $(MUTATE_STAMP)
+
+mutate: install $(MUTATE_STAMP)
+	@test -n "$(MODULE)" || { echo "usage: make mutate MODULE=chalicelib/keys/tokens.py"; exit 2; }
+	$(BIN)/python -m devtools.mutate --cosmic-ray $(MUTATE_VENV)/bin $(MODULE)

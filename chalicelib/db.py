@@ -461,7 +461,13 @@ def embedded_server_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> st
         run_dir.mkdir(mode=0o700, exist_ok=True)
         run_dir.chmod(0o700)
         os.environ["XDG_RUNTIME_DIR"] = str(run_dir)
-    import pgserver  # a laptop/test dependency, never shipped to Lambda
+    try:
+        import pgserver  # a laptop/test dependency, never shipped to Lambda
+    except ImportError:
+        raise ConfigError(
+            "DATABASE_URL is not set and the embedded PostgreSQL is not installed: set "
+            "DATABASE_URL, or install it with `pip install 'mdw[local]'`"
+        ) from None
 
     with _embedded_lock:
         pgdata = (data_dir / "pg").resolve()

@@ -5,7 +5,9 @@ boto3 is imported when a queue is first used, never on the API's import path.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +21,9 @@ BATCH_SIZE = 10
 SEND_CONCURRENCY = 8
 # A batch's entries that SQS refused (throttling, internal errors) are sent again this often.
 RETRIES_PER_ENTRY = 2
+# Before each retry, a pause drawn from [0, base * 2**attempt) ("full jitter"): a throttled queue
+# gets room, and the planner's concurrent batches do not retry in lockstep.
+RETRY_BACKOFF_SECONDS = 0.2
 
 _clients: dict[str, Any] = {}
 _urls: dict[str, str] = {}
@@ -79,9 +84,11 @@ def _send_batch(url: str, entries: list[tuple[int, str]]) -> SendReport:
 
     report = SendReport()
     pending = entries
-    for _ in range(1 + RETRIES_PER_ENTRY):
+    for attempt in range(1 + RETRIES_PER_ENTRY):
         if not pending:
             break
+        if attempt:
+            time.sleep(random.uniform(0, RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1)))
         by_id = {f"m{index}": (index, body) for index, body in pending}
         report.calls += 1
         try:

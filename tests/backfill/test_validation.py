@@ -251,3 +251,120 @@ def test_a_long_clean_series_has_no_flags_across_days_and_windows():
     )
 
     assert masks.count(0) == 5_000
+
+
+def volume_series(volumes: list[float], last: float) -> list[Bar]:
+    return [
+        bar._replace(v=volume)
+        for bar, volume in zip(minute_bars(len(volumes) + 1), [*volumes, last], strict=True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("window", "volumes", "last", "spike"),
+    [
+        # Even window: the median is the mean of the two middle values, (20 + 30) / 2 = 25.
+        (4, [10.0, 20.0, 30.0, 1000.0], 249.0, False),
+        (4, [10.0, 20.0, 30.0, 1000.0], 250.0, False),  # exactly 10x: not beyond it
+        (4, [10.0, 20.0, 30.0, 1000.0], 251.0, True),
+        # Odd window: the middle value, 20.
+        (3, [10.0, 20.0, 1000.0], 200.0, False),
+        (3, [10.0, 20.0, 1000.0], 201.0, True),
+        # Fractional volumes (crypto): median (0.2 + 0.3) / 2 = 0.25.
+        (4, [0.1, 0.2, 0.3, 0.4], 2.5, False),
+        (4, [0.1, 0.2, 0.3, 0.4], 2.5001, True),
+        # A zero median never spikes, however large the volume.
+        (4, [0.0, 0.0, 0.0, 5.0], 1e12, False),
+    ],
+)
+def test_volume_spike_boundaries(window, volumes, last, spike):
+    thresholds = Thresholds(max_jump_pct=25.0, volume_spike_factor=10.0, volume_window=window)
+
+    result = flags(volume_series(volumes, last), thresholds=thresholds)
+
+    assert result[-1] == (["volume_spike"] if spike else [])
+    assert result[:-1] == [[]] * len(volumes)
+
+
+@pytest.mark.parametrize(
+    ("o", "c", "jump"),
+    [
+        (100.0, 125.0, False),  # exactly 25%: not beyond the threshold
+        (100.0, 125.01, True),
+        (100.0, 75.0, False),
+        (100.0, 74.99, True),
+        (75.0, 100.0, False),
+        (74.99, 100.0, True),  # the open gaps beyond it
+        (125.01, 100.0, True),
+    ],
+)
+def test_price_jump_boundaries(o, c, jump):
+    bars = minute_bars(2)
+    bars[1] = bars[1]._replace(o=o, h=max(o, c) + 1, l=min(o, c) - 1, c=c)
+
+    assert flags(bars)[1] == (["price_jump"] if jump else [])
+
+
+@pytest.mark.parametrize(
+    ("timeframe", "asset_class", "moment", "offset_ms"),
+    [
+        ("1m", "crypto", datetime(2024, 3, 4, 0, 1, tzinfo=UTC), 1),
+        ("1m", "stock", datetime(2024, 3, 4, 14, 31, tzinfo=UTC), 999),
+        ("1h", "stock", datetime(2024, 3, 4, 14, 30, tzinfo=UTC), 1),
+        # Seconds past New York's midnight are still hour 0, minute 0: misaligned all the same.
+        ("1d", "stock", datetime(2024, 3, 4, tzinfo=NEW_YORK), 30_000),
+        ("1d", "stock", datetime(2024, 3, 4, tzinfo=NEW_YORK), 1),
+        ("1d", "crypto", datetime(2024, 3, 4, tzinfo=UTC), 1),
+        ("1w", "stock", datetime(2024, 3, 3, tzinfo=NEW_YORK), 1),
+        ("1w", "crypto", datetime(2024, 3, 3, tzinfo=UTC), 1),
+    ],
+)
+def test_sub_minute_offsets_are_misaligned(timeframe, asset_class, moment, offset_ms):
+    start = int(moment.timestamp() * 1000)
+    on_grid = Bar(start, 10.0, 11.0, 9.0, 10.5, 100.0)
+    off_grid = on_grid._replace(t=start + offset_ms)
+
+    assert flags([on_grid], timeframe=timeframe, asset_class=asset_class) == [[]]
+    assert flags([off_grid], timeframe=timeframe, asset_class=asset_class) == [
+        ["misaligned_timestamp"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("day", "aligned"),
+    [
+        (datetime(2024, 3, 3, tzinfo=UTC), True),  # Sunday
+        (datetime(2024, 3, 4, tzinfo=UTC), False),  # Monday
+        (datetime(2024, 3, 9, tzinfo=UTC), False),  # Saturday
+        (datetime(2024, 3, 10, tzinfo=UTC), True),  # the next Sunday
+    ],
+)
+def test_crypto_weeks_start_on_sunday_midnight_utc(day, aligned):
+    bar = Bar(int(day.timestamp() * 1000), 10.0, 11.0, 9.0, 10.5, 100.0)
+
+    assert flags([bar], timeframe="1w", asset_class="crypto") == (
+        [[]] if aligned else [["misaligned_timestamp"]]
+    )
+
+
+@pytest.mark.parametrize(
+    ("asset_class", "split_day", "exempt"),
+    [
+        # 2024-03-05 01:00 UTC is 2024-03-04 20:00 in New York: the stock's day is the 4th.
+        ("stock", date(2024, 3, 4), True),
+        ("stock", date(2024, 3, 5), False),
+        # Crypto days are UTC days: the 5th.
+        ("crypto", date(2024, 3, 5), True),
+        ("crypto", date(2024, 3, 4), False),
+    ],
+)
+def test_the_split_exemption_uses_the_market_s_own_day(asset_class, split_day, exempt):
+    at = int(datetime(2024, 3, 5, 1, 0, tzinfo=UTC).timestamp() * 1000)
+    bars = [
+        Bar(at - 60 * MINUTE, 400.0, 401.0, 399.0, 400.0, 100.0),
+        Bar(at, 100.0, 101.0, 99.0, 100.0, 100.0),
+    ]
+
+    result = flags(bars, timeframe="1h", asset_class=asset_class, split_days={split_day})
+
+    assert result == [[], [] if exempt else ["price_jump"]]

@@ -119,6 +119,7 @@ def test_the_checksum_helper_agrees_with_the_format():
     assert checksummed("mdw_" + BODY) == KNOWN_KEYS[0][1]
 
 
-def test_a_key_is_made_from_exactly_32_bytes():
+@pytest.mark.parametrize("size", [0, 31, 33])
+def test_a_key_is_made_from_exactly_32_bytes(size):
     with pytest.raises(ValueError, match="exactly 32 bytes"):
-        tokens.key_from_bytes(bytes(31))
+        tokens.key_from_bytes(bytes(size))

@@ -185,6 +185,40 @@ class TestRunPlan:
         assert sorted(body["symbol"] for body in queues.take_all()) == ["AAA", "BBB"]
 
 
+def test_refused_entries_are_retried_after_a_growing_jittered_pause(
+    queues: Queues, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_client = queue.sqs_client()
+    calls = 0
+
+    class ThrottledTwice:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_client, name)
+
+        def send_message_batch(self, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls <= 2:
+                raise ClientError({"Error": {"Code": "ThrottlingException"}}, "SendMessageBatch")
+            return real_client.send_message_batch(**kwargs)
+
+    pauses: list[float] = []
+    bounds: list[tuple[float, float]] = []
+    monkeypatch.setattr(queue, "sqs_client", lambda: ThrottledTwice())
+    monkeypatch.setattr(queue.time, "sleep", pauses.append)
+    monkeypatch.setattr(
+        queue.random, "uniform", lambda low, high: bounds.append((low, high)) or high / 2
+    )
+
+    report = queue.send_bodies("mdw-backfill", ['{"n": 1}'])
+
+    assert report.accepted == [0]
+    assert report.calls == 3
+    assert bounds == [(0, 0.2), (0, 0.4)]
+    assert pauses == [0.1, 0.2]
+    assert queues.count() == 1
+
+
 def test_a_missing_queue_is_a_clear_error(
     aws: None, pinned_db: db.Connection, set_env: Any
 ) -> None:

@@ -452,9 +452,13 @@ def test_backfill_now_on_aws_queues_one_message_per_timeframe(
     make_symbol(pinned_db, "ETH", asset_class="crypto", timeframes=["1d", "1w"])
     set_env(AWS_LAMBDA_FUNCTION_NAME="mdw-dev-api_handler")
 
+    before = datetime.now(UTC).date().isoformat()
     response = client.http.post("/api/v1/admin/symbols/eth-usd/backfill", headers=admin)
+    after = datetime.now(UTC).date().isoformat()
 
-    today = datetime.now(UTC).date().isoformat()
+    # The window is the request's UTC date; a request that straddles midnight may take either.
+    today = response.json_body["queued"][0]["window"]
+    assert today in {before, after}
     assert response.status_code == 202
     assert response.json_body == {
         "symbol": "ETH",

@@ -1,0 +1,200 @@
+"""Mutation testing of one module against its own tests, with cosmic-ray.
+
+    make mutate MODULE=chalicelib/keys/tokens.py
+
+cosmic-ray rewrites the module once per mutant (an operator swapped, a constant changed, a
+condition negated, ...) and runs the module's tests; a mutant the tests do not notice
+"survives". The work happens in a temporary copy of the checkout, so the working tree is never
+touched. Mutants equivalent to the original (no test can tell them apart) are listed in
+EQUIVALENT below with the reason, and left out of the score; docs/TESTING.md records the
+scores. Takes minutes per module: not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+from chalicelib.config import PROJECT_ROOT
+
+# Each module and the tests that are its own.
+TESTS = {
+    "chalicelib/keys/tokens.py": ["tests/keys/test_tokens.py"],
+    "chalicelib/marketdata/cursor.py": ["tests/marketdata/test_cursor.py"],
+    "chalicelib/sqlsplit.py": ["tests/test_sqlsplit.py"],
+    "chalicelib/backfill/validation.py": ["tests/backfill/test_validation.py"],
+    "chalicelib/keys/access.py": ["tests/keys/test_access.py"],
+}
+TIMEOUT_SECONDS = 120
+
+
+def _copy_checkout(target: Path) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for raw in filter(None, files):
+        name = raw.decode()
+        source, destination = PROJECT_ROOT / name, target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            destination.symlink_to(os.readlink(source))
+        elif source.is_file():
+            shutil.copy2(source, destination)
+
+
+def _config(module: str, tests: list[str]) -> str:
+    command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
+    return "\n".join(
+        [
+            "[cosmic-ray]",
+            f'module-path = "{module}"',
+            f"timeout = {TIMEOUT_SECONDS}",
+            "excluded-modules = []",
+            f'test-command = "{command}"',
+            "",
+            "[cosmic-ray.distributor]",
+            'name = "local"',
+            "",
+        ]
+    )
+
+
+class Mutant(NamedTuple):
+    operator: str
+    line: int
+    source: str  # the mutated line as written, stripped
+    outcome: str  # killed, survived, incompetent, or skipped
+
+
+def _mutants(dump: str, module: Path) -> list[Mutant]:
+    lines = module.read_text().splitlines()
+    found = []
+    for raw in dump.splitlines():
+        item, result = json.loads(raw)
+        (mutation,) = item["mutations"]
+        line = mutation["start_pos"][0]
+        outcome = "pending" if result is None else result["test_outcome"] or "skipped"
+        found.append(Mutant(mutation["operator_name"], line, lines[line - 1].strip(), outcome))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make mutate", description=__doc__)
+    parser.add_argument("module", choices=sorted(TESTS), help="the module to mutate")
+    parser.add_argument(
+        "--cosmic-ray", dest="bin", required=True, help="folder with the cosmic-ray commands"
+    )
+    args = parser.parse_args(argv)
+    tools = Path(args.bin)
+    with tempfile.TemporaryDirectory(prefix="mdw-mutate-") as folder:
+        work = Path(folder)
+        _copy_checkout(work)
+        (work / "mutate.toml").write_text(_config(args.module, TESTS[args.module]))
+        env = {**os.environ, "PYTHONPATH": str(work)}
+
+        def run(*command: str) -> str:
+            done = subprocess.run(
+                command, cwd=work, env=env, check=True, text=True, capture_output=True
+            )
+            return done.stdout
+
+        run(str(tools / "cosmic-ray"), "init", "mutate.toml", "session.sqlite")
+        run(str(tools / "cosmic-ray"), "baseline", "mutate.toml")
+        run(str(tools / "cosmic-ray"), "exec", "mutate.toml", "session.sqlite")
+        mutants = _mutants(
+            run(str(tools / "cosmic-ray"), "dump", "session.sqlite"), work / args.module
+        )
+    print(report(args.module, mutants))
+    return 0
+
+
+def report(module: str, mutants: list[Mutant]) -> str:
+    """The score over every mutant but the survivors listed as equivalent, and each survivor.
+
+    A listed mutant that the tests killed counts as killed, and is named: its listing is
+    wrong (the line changed, or a test now tells it apart)."""
+    equivalent = EQUIVALENT.get(module, {})
+    excused = [
+        m for m in mutants if m.outcome == "survived" and (m.operator, m.source) in equivalent
+    ]
+    counted = [m for m in mutants if m not in excused and m.outcome != "skipped"]
+    killed = [m for m in counted if m.outcome in ("killed", "incompetent")]
+    survivors = [m for m in counted if m.outcome == "survived"]
+    lines = [f"{module}: {len(mutants)} mutants, {len(excused)} equivalent (listed in EQUIVALENT)"]
+    lines += [
+        f"  equivalent: {m.operator} on line {m.line}: {m.source}"
+        f" ({equivalent[(m.operator, m.source)]})"
+        for m in excused
+    ]
+    lines += [
+        f"  listed as equivalent but killed: {m.operator} on line {m.line}: {m.source}"
+        for m in killed
+        if (m.operator, m.source) in equivalent
+    ]
+    lines += [f"  SURVIVED: {m.operator} on line {m.line}: {m.source}" for m in survivors]
+    score = len(killed) / len(counted) if counted else 1.0
+    lines.append(f"killed {len(killed)} of {len(counted)} counted: {score:.1%}")
+    return "\n".join(lines)
+
+
+# Mutants no test can tell from the original, by (operator, the line as written): the module
+# behaves identically. Listed with the reason; docs/TESTING.md repeats them.
+EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
+    "chalicelib/marketdata/cursor.py": {
+        (
+            "core/ReplaceBinaryOperator_Mul_Div",
+            "def encode_cursor(query: CursorQuery, after: datetime, *, secret: bytes) -> str:",
+        ): "the keyword-only `*` becomes the positional-only `/`: every call already passes "
+        "query and after by position and secret by name",
+        (
+            "core/ReplaceBinaryOperator_Mul_Div",
+            "def decode_cursor(cursor: str, query: CursorQuery, *, secret: bytes) -> datetime:",
+        ): "as for encode_cursor",
+        (
+            "core/ReplaceComparisonOperator_NotEq_IsNot",
+            "if decoded.version != _VERSION:",
+        ): "small ints are one object each in CPython",
+        (
+            "core/ReplaceUnaryOperator_USub_UAdd",
+            'return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))',
+        ): "the decoder accepts surplus padding: len % 4 pads 2 where 2 is needed and 3 "
+        "where 1 is",
+        (
+            "core/ReplaceUnaryOperator_Delete_USub",
+            'return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))',
+        ): "as for USub_UAdd",
+    },
+    "chalicelib/keys/tokens.py": {
+        (
+            "core/ReplaceBinaryOperator_Add_BitOr",
+            "KEY_LENGTH = len(PREFIX) + _BODY_LENGTH + _CHECKSUM_LENGTH",
+        ): "4 | 43 == 4 + 43",
+        (
+            "core/ReplaceBinaryOperator_Add_BitXor",
+            "KEY_LENGTH = len(PREFIX) + _BODY_LENGTH + _CHECKSUM_LENGTH",
+        ): "4 ^ 43 == 4 + 43",
+        (
+            "core/ReplaceBinaryOperator_Add_BitOr",
+            "DISPLAY_PREFIX_LENGTH = len(PREFIX) + 8",
+        ): "4 | 8 == 4 + 8",
+        (
+            "core/ReplaceBinaryOperator_Add_BitXor",
+            "DISPLAY_PREFIX_LENGTH = len(PREFIX) + 8",
+        ): "4 ^ 8 == 4 + 8",
+        (
+            "core/ReplaceComparisonOperator_NotEq_IsNot",
+            "if len(random) != 32:",
+        ): "small ints are one object each in CPython",
+    },
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
