@@ -306,7 +306,9 @@ def _has_unread_data(conn: Connection) -> bool:
 _CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
-def _unavailable(exc: psycopg.OperationalError, conn: Connection | None) -> DatabaseUnavailable:
+def _unavailable(
+    exc: psycopg.OperationalError, conn: Connection | None, conninfo: str | None = None
+) -> DatabaseUnavailable:
     """The public face of a failure during use; the log gets the details, password masked."""
     error: DatabaseUnavailable
     if isinstance(exc, _Unanswered):
@@ -325,17 +327,17 @@ def _unavailable(exc: psycopg.OperationalError, conn: Connection | None) -> Data
         "database error (%s, SQLSTATE %s): %s",
         type(error).__name__,
         sqlstate,
-        redact(str(exc).strip(), password=password),
+        redact(str(exc).strip(), conninfo, password=password),
     )
     return error
 
 
 @contextmanager
-def _translated(conn: Connection | None) -> Iterator[None]:
+def _translated(conn: Connection | None, conninfo: str | None = None) -> Iterator[None]:
     try:
         yield
     except psycopg.OperationalError as exc:
-        raise _unavailable(exc, conn) from None
+        raise _unavailable(exc, conn, conninfo) from None
 
 
 class ConnectionSource(Protocol):
@@ -390,7 +392,7 @@ class Database:
                 return conn
             except _Unanswered as exc:
                 self._mark_down()
-                raise _unavailable(exc, conn) from None
+                raise _unavailable(exc, conn, self.conninfo) from None
             except psycopg.Error:
                 conn.close()
         try:
@@ -428,7 +430,7 @@ class Database:
     def connection(self) -> Iterator[Connection]:
         conn = self._acquire()
         try:
-            with _translated(conn):
+            with _translated(conn, self.conninfo):
                 yield conn
         except NoAnswer:
             self._mark_down()
