@@ -39,16 +39,15 @@ from chalice.local import (
 from chalicelib.config import PROJECT_ROOT
 from chalicelib.errors import AppError, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from chalicelib.http import error_body
-from chalicelib.keys.authorizer import bearer_token, parseable_prefix
+from chalicelib.keys.authorizer import UNAVAILABLE_MESSAGE, bearer_token, parseable_prefix
 
 LOG_FORMATS = ("human", "json")
 
 # The same words as the gateway responses deploy/resources.json gives these refusals on AWS.
 UNAUTHORIZED = Unauthorized("a valid API key is required: Authorization: Bearer mdw_...")
 FORBIDDEN = Forbidden("this API key's scopes do not include this route")
-AUTHORIZER_FAILURE = ServiceUnavailable(
-    "the API key could not be checked: the database is unavailable; try again shortly"
-)
+# What an authorizer failure that is not already in the one error body stands for.
+AUTHORIZER_FAILURE = ServiceUnavailable(UNAVAILABLE_MESSAGE)
 
 # chalice.local tells an unknown path from a refused scope only by this error type.
 _UNKNOWN_ROUTE_ERROR_TYPE = "UnauthorizedException"
@@ -65,6 +64,15 @@ def gateway_refusal(error: LocalGatewayException, path: str) -> AppError:
             return NotFound(f"no route matches {path.split('?', 1)[0]}")
         return FORBIDDEN
     return AppError("the local gateway failed; the request was not completed")
+
+
+def in_one_error_body(error: LocalGatewayException) -> bool:
+    """Whether a refusal already carries the one error body (then it is sent as it is)."""
+    try:
+        body = json.loads(error.body or b"")
+    except ValueError:
+        return False
+    return isinstance(body, dict) and set(body) == {"error"} and 400 <= error.CODE < 600
 
 
 def key_prefix_of(headers: Mapping[str, str]) -> str:
@@ -110,11 +118,22 @@ class MdwRequestHandler(ChaliceRequestHandler):
             response = self._handle_binary(response)
             self._send_http_response(status, response_headers, response["body"])
         except LocalGatewayException as exc:
-            refusal = gateway_refusal(exc, self.path)
-            status = refusal.status
-            self._send_http_response(
-                status, {"Content-Type": "application/json"}, json.dumps(error_body(refusal))
-            )
+            if in_one_error_body(exc):
+                # The authorizer's own answer (its 503 with Retry-After when it cannot check a
+                # key), as the template's gateway response gives it on AWS.
+                status = exc.CODE
+                refusal_headers = {
+                    name: value
+                    for name, value in exc.headers.items()
+                    if not name.lower().startswith("x-amzn-")
+                }
+                self._send_http_response(status, refusal_headers, exc.body)
+            else:
+                refusal = gateway_refusal(exc, self.path)
+                status = refusal.status
+                self._send_http_response(
+                    status, {"Content-Type": "application/json"}, json.dumps(error_body(refusal))
+                )
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.request_line.write(self.command, self.path, status, elapsed_ms, key_prefix_of(headers))
 
