@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test lint bench package package-test mutate clean
+.PHONY: install run test lint bench package package-test template-lint mutate clean
 
 install: $(STAMP)
 
@@ -55,7 +55,7 @@ package: $(PACKAGE_STAMP)
 	$(PACKAGE_VENV)/bin/python devtools/slim_package.py build/package/deployment.zip
 
 clean:
-	rm -rf $(VENV) $(PACKAGE_VENV) $(MUTATE_VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis
+	rm -rf $(VENV) $(PACKAGE_VENV) $(CHECKOV_VENV) $(MUTATE_VENV) build .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis
 
 # The packaged functions run as Lambda runs them: each Handler imported by name in a fresh
 # Python 3.12 whose path holds only the unzipped deployment.zip and the runtime's boto3.
@@ -72,6 +72,23 @@ package-test: install package $(LAMBDA_RUNTIME_STAMP)
 	MDW_PACKAGE_DIR=build/package LAMBDA_PYTHON=$(PACKAGE_PYTHON) \
 		LAMBDA_RUNTIME_DIR=$(abspath $(LAMBDA_RUNTIME_DIR)) \
 		$(BIN)/python -m pytest tests/package $(PYTEST_ARGS)
+
+# The packaged template through cfn-lint and checkov, each on the SAM template and on the
+# CloudFormation the SAM transform makes of it (offline); any finding fails. checkov has its
+# own virtualenv: its pinned dependencies would clash with the test tools'.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+
+$(CHECKOV_STAMP):
+	@test -n "$(PACKAGE_PYTHON)" || { echo "make template-lint needs Python 3.12 or newer (PACKAGE_PYTHON=...)"; exit 1; }
+	$(PACKAGE_PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
+
+template-lint: install package $(CHECKOV_STAMP)
+	$(BIN)/python -m devtools.template_lint build/package --checkov $(CHECKOV_VENV)/bin/checkov
 
 # Mutation testing of one module against its own tests (docs/TESTING.md); minutes per module,
 # so not part of CI: make mutate MODULE=chalicelib/keys/tokens.py

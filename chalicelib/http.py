@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 import msgspec
 from chalice import Response
 
-from chalicelib.errors import AppError, BadRequest, NotFound, PayloadTooLarge, RateLimited
+from chalicelib.errors import AppError, BadRequest, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def error_body(error: AppError) -> dict[str, Any]:
 
 def error_response(error: AppError) -> Response:
     headers: dict[str, str | list[str]] = {}
-    if isinstance(error, RateLimited):
+    if error.retry_after is not None:  # 429, and a 503 the client may simply retry
         headers["Retry-After"] = str(error.retry_after)
     return json_response(error_body(error), status=error.status, headers=headers)
 

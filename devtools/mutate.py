@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from chalicelib.config import PROJECT_ROOT
 
@@ -70,19 +70,35 @@ class Mutant(NamedTuple):
     operator: str
     line: int
     source: str  # the mutated line as written, stripped
+    nth: int  # which of this operator's mutants on this line, from 0
     outcome: str  # killed, survived, incompetent, or skipped
 
 
 def _mutants(dump: str, module: Path) -> list[Mutant]:
     lines = module.read_text().splitlines()
-    found = []
+    entries = []
     for raw in dump.splitlines():
         item, result = json.loads(raw)
         (mutation,) = item["mutations"]
-        line = mutation["start_pos"][0]
         outcome = "pending" if result is None else result["test_outcome"] or "skipped"
-        found.append(Mutant(mutation["operator_name"], line, lines[line - 1].strip(), outcome))
+        entries.append(
+            (mutation["operator_name"], mutation["occurrence"], mutation["start_pos"][0], outcome)
+        )
+    found = []
+    seen: dict[tuple[str, int], int] = {}
+    for operator, _, line, outcome in sorted(entries):
+        nth = seen.get((operator, line), 0)
+        seen[(operator, line)] = nth + 1
+        found.append(Mutant(operator, line, lines[line - 1].strip(), nth, outcome))
     return found
+
+
+def _why_equivalent(listed: dict[tuple[Any, ...], str], mutant: Mutant) -> str | None:
+    """Why this mutant is equivalent, if it is listed: by operator and line, or by operator,
+    line and index where one line holds several mutants of the operator."""
+    return listed.get((mutant.operator, mutant.source, mutant.nth)) or listed.get(
+        (mutant.operator, mutant.source)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,23 +136,20 @@ def report(module: str, mutants: list[Mutant]) -> str:
 
     A listed mutant that the tests killed counts as killed, and is named: its listing is
     wrong (the line changed, or a test now tells it apart)."""
-    equivalent = EQUIVALENT.get(module, {})
-    excused = [
-        m for m in mutants if m.outcome == "survived" and (m.operator, m.source) in equivalent
-    ]
+    listed = EQUIVALENT.get(module, {})
+    excused = [m for m in mutants if m.outcome == "survived" and _why_equivalent(listed, m)]
     counted = [m for m in mutants if m not in excused and m.outcome != "skipped"]
     killed = [m for m in counted if m.outcome in ("killed", "incompetent")]
     survivors = [m for m in counted if m.outcome == "survived"]
     lines = [f"{module}: {len(mutants)} mutants, {len(excused)} equivalent (listed in EQUIVALENT)"]
     lines += [
-        f"  equivalent: {m.operator} on line {m.line}: {m.source}"
-        f" ({equivalent[(m.operator, m.source)]})"
+        f"  equivalent: {m.operator} on line {m.line}: {m.source} ({_why_equivalent(listed, m)})"
         for m in excused
     ]
     lines += [
         f"  listed as equivalent but killed: {m.operator} on line {m.line}: {m.source}"
         for m in killed
-        if (m.operator, m.source) in equivalent
+        if _why_equivalent(listed, m)
     ]
     lines += [f"  SURVIVED: {m.operator} on line {m.line}: {m.source}" for m in survivors]
     score = len(killed) / len(counted) if counted else 1.0
@@ -146,7 +159,7 @@ def report(module: str, mutants: list[Mutant]) -> str:
 
 # Mutants no test can tell from the original, by (operator, the line as written): the module
 # behaves identically. Listed with the reason; docs/TESTING.md repeats them.
-EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
+EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
     "chalicelib/marketdata/cursor.py": {
         (
             "core/ReplaceBinaryOperator_Mul_Div",
@@ -164,8 +177,7 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         (
             "core/ReplaceUnaryOperator_USub_UAdd",
             'return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))',
-        ): "the decoder accepts surplus padding: len % 4 pads 2 where 2 is needed and 3 "
-        "where 1 is",
+        ): "the decoder accepts surplus padding: len % 4 pads 2 where 2 is needed and 3 where 1 is",
         (
             "core/ReplaceUnaryOperator_Delete_USub",
             'return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))',
@@ -175,10 +187,12 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         (
             "core/ReplaceBinaryOperator_Add_BitOr",
             "KEY_LENGTH = len(PREFIX) + _BODY_LENGTH + _CHECKSUM_LENGTH",
+            0,
         ): "4 | 43 == 4 + 43",
         (
             "core/ReplaceBinaryOperator_Add_BitXor",
             "KEY_LENGTH = len(PREFIX) + _BODY_LENGTH + _CHECKSUM_LENGTH",
+            0,
         ): "4 ^ 43 == 4 + 43",
         (
             "core/ReplaceBinaryOperator_Add_BitOr",
@@ -191,6 +205,10 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
         (
             "core/ReplaceComparisonOperator_NotEq_IsNot",
             "if len(random) != 32:",
+        ): "small ints are one object each in CPython",
+        (
+            "core/ReplaceComparisonOperator_NotEq_IsNot",
+            "if len(raw) != KEY_LENGTH or not raw.startswith(PREFIX):",
         ): "small ints are one object each in CPython",
     },
 }

@@ -73,6 +73,24 @@ def test_rate_limited_carries_retry_after():
     assert body(response)["error"]["code"] == "rate_limited"
 
 
+def test_database_unavailable_asks_for_a_retry_and_names_no_server():
+    response = error_response(errors.DatabaseUnavailable())
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert body(response) == {
+        "error": {
+            "code": "database_unavailable",
+            "message": "the database is unavailable; retry shortly",
+        }
+    }
+
+
+def test_other_errors_carry_no_retry_after():
+    assert "Retry-After" not in error_response(errors.ServiceUnavailable("down")).headers
+    assert "Retry-After" not in error_response(errors.BadRequest("bad")).headers
+
+
 def test_parse_body_returns_the_model():
     assert parse_body(b'{"name": "x", "size": 3}', NewThing) == NewThing(name="x", size=3)
 

@@ -32,8 +32,7 @@ TAG = "Market data"
 )
 @json_view
 def list_symbols() -> Response:
-    with db.connection() as conn, conn.transaction():
-        symbols = service.list_active_symbols(conn)
+    symbols = db.read(service.list_active_symbols)
     return json_response(symbols)
 
 
@@ -61,8 +60,7 @@ def list_symbols() -> Response:
 def historical(symbol: str) -> Response:
     query = parse_query(bp.current_request.query_params, HistoricalQuery)
     # One snapshot for the page: the extra row that decides next_cursor sees the same data.
-    with db.connection() as conn, conn.transaction():
-        body = service.historical_page(conn, symbol, query)
+    body = db.read(lambda conn: service.historical_page(conn, symbol, query))
     return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
 
 
@@ -78,6 +76,5 @@ def historical(symbol: str) -> Response:
 )
 @json_view
 def status() -> Response:
-    with db.connection() as conn, conn.transaction():
-        report = service.pipeline_status(conn)
+    report = db.read(service.pipeline_status)
     return json_response(report)

@@ -166,10 +166,17 @@ class Stack:
             "AWS::Region": FAKE_AWS_ENV["AWS_REGION"],
         }
 
-    def resolve(self, template: dict[str, Any], value: Any) -> str:
-        """A template environment value as CloudFormation would set it in this stack."""
+    def resolve(self, template: dict[str, Any], value: Any) -> str | None:
+        """A template environment value as CloudFormation would set it in this stack; None for
+        `AWS::NoValue` (the variable is not set)."""
         if isinstance(value, str):
             return value
+        if value == {"Ref": "AWS::NoValue"}:
+            return None
+        if isinstance(value, dict) and set(value) == {"Fn::If"}:
+            condition, when_true, when_false = value["Fn::If"]
+            chosen = when_true if self.holds(template, condition) else when_false
+            return self.resolve(template, chosen)
         if isinstance(value, dict) and set(value) == {"Ref"}:
             name = value["Ref"]
             if name in self.values:
@@ -182,6 +189,24 @@ class Stack:
             if resource in self.values:
                 return self.values[resource]
         raise AssertionError(f"the package test cannot resolve {value!r}: add it to Stack")
+
+    def holds(self, template: dict[str, Any], condition: str) -> bool:
+        """A template condition in this stack (no proxy, no optional parameters given)."""
+
+        def evaluate(expression: Any) -> Any:
+            if isinstance(expression, dict) and set(expression) == {"Fn::Not"}:
+                (inner,) = expression["Fn::Not"]
+                return not evaluate(inner)
+            if isinstance(expression, dict) and set(expression) == {"Fn::Equals"}:
+                left, right = expression["Fn::Equals"]
+                return evaluate(left) == evaluate(right)
+            if isinstance(expression, dict) and set(expression) == {"Ref"}:
+                return self.resolve(template, expression)
+            if isinstance(expression, str):
+                return expression
+            raise AssertionError(f"the package test cannot evaluate {expression!r}")
+
+        return bool(evaluate(template["Conditions"][condition]))
 
 
 @pytest.fixture(scope="session")
@@ -285,7 +310,11 @@ def start_container(
             # The stand-ins' addresses: AWS's endpoint and Polygon's base URL.
             "AWS_ENDPOINT_URL": moto_endpoint,
             "POLYGON_BASE_URL": simulator.url,
-            **{name: stack.resolve(template, value) for name, value in variables.items()},
+            **{
+                name: resolved
+                for name, value in variables.items()
+                if (resolved := stack.resolve(template, value)) is not None
+            },
             **env,
         }
         container = Container(
