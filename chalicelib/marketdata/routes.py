@@ -44,7 +44,11 @@ def list_symbols() -> Response:
     description="Dates are UTC days, both inclusive. A page holds at most `limit` bars and "
     "never more than fits in 6 MB; while `next_cursor` is not null, ask again with "
     "`cursor=<next_cursor>` and the same other parameters. Bars added while paging never "
-    "shift a page.",
+    "shift a page. An unknown `timeframe` is a 400 listing the allowed ones. A first page "
+    "with no bars is a 404, not an empty page, when the symbol is not tracked at that "
+    "timeframe (the message and `details.tracked_timeframes` name the tracked ones) or when "
+    "its first backfill has not completed yet (`details.backfill_status`); an empty 200 "
+    "means nothing traded in the range.",
     scope="read",
     tag=TAG,
     query=HistoricalQuery,
