@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test lint bench package package-test template-lint mutate clean
+.PHONY: install run dev test lint bench package package-test template-lint mutate clean
 
 install: $(STAMP)
 
@@ -19,8 +19,16 @@ $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.t
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The API on 127.0.0.1:$(PORT) with the embedded PostgreSQL, the simulator and the scheduler;
+# Ctrl-C (or SIGTERM/SIGHUP) stops all of it. LOG_FORMAT=json prints Lambda's JSON lines.
+LOG_FORMAT ?= human
+
 run: install
-	$(BIN)/python -m devtools.run_local --port $(PORT)
+	@$(BIN)/python -m devtools.run_local --port $(PORT) --log-format $(LOG_FORMAT)
+
+# As `make run`, restarted when a source file changes (never for the data directory).
+dev: install
+	@$(BIN)/python -m devtools.run_local --port $(PORT) --log-format $(LOG_FORMAT) --reload
 
 # Line coverage of chalicelib/ is printed and must stay at or above 90%.
 test: install

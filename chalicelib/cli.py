@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,6 +16,8 @@ from chalicelib.backfill.cli import backfill_command
 from chalicelib.config import get_settings
 from chalicelib.errors import AppError
 from chalicelib.keys.cli import keys_group
+from chalicelib.local_state import read_live_state
+from chalicelib.symbols.cli import symbols_group
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,11 +46,37 @@ def _connect() -> db.Connection:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """mdw: Market Data Warehouse operations."""
+    """mdw: Market Data Warehouse operations.
+
+    With no settings, the commands use the embedded database under the data directory and,
+    while `make run` runs, the Polygon simulator it started.
+    """
+    use_local_server_defaults()
+
+
+def use_local_server_defaults() -> None:
+    """When no provider is configured and `make run` is serving from this data directory with
+    its own simulator, point the provider settings at that simulator (a real POLYGON_API_KEY
+    or POLYGON_BASE_URL always wins)."""
+    try:
+        settings = get_settings()
+    except AppError:
+        return  # a bad setting: the command reports it in its own one line
+    if settings.polygon_api_key or settings.polygon_api_key_secret_arn:
+        return
+    if os.environ.get("POLYGON_BASE_URL", "").strip():
+        return
+    state = read_live_state(settings.data_dir)
+    if state is None or not (state.polygon_base_url and state.polygon_api_key):
+        return
+    os.environ["POLYGON_BASE_URL"] = state.polygon_base_url
+    os.environ["POLYGON_API_KEY"] = state.polygon_api_key
+    get_settings.cache_clear()
 
 
 main.add_command(backfill_command)
 main.add_command(keys_group)
+main.add_command(symbols_group)
 
 
 @main.group("db")

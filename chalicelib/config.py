@@ -101,6 +101,12 @@ class Settings(msgspec.Struct, frozen=True):
     data_dir: Path
     in_lambda: bool
     connect_timeout_seconds: int
+    statement_timeout_ms: int
+    lock_timeout_ms: int
+    tcp_user_timeout_ms: int
+    keepalives_idle_seconds: int
+    keepalives_interval_seconds: int
+    keepalives_count: int
     migration_lock_timeout_ms: int
     migration_statement_timeout_ms: int
     migration_lock_wait_seconds: int
@@ -150,6 +156,17 @@ class Settings(msgspec.Struct, frozen=True):
             data_dir=Path(env.get("MDW_DATA_DIR", "").strip() or PROJECT_ROOT / ".data"),
             in_lambda=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
             connect_timeout_seconds=_int(env, "DATABASE_CONNECT_TIMEOUT_SECONDS", 5, minimum=1),
+            # Time bounds of every API and job connection (docs/DEPLOYMENT.md, "Timeouts and
+            # failover"): with the defaults a request waits at most connect + statement + 1 s
+            # = 16 s for a database that stopped answering, inside API Gateway's 29 s.
+            statement_timeout_ms=_int(env, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000, minimum=1),
+            lock_timeout_ms=_int(env, "DATABASE_LOCK_TIMEOUT_MS", 3_000, minimum=1),
+            tcp_user_timeout_ms=_int(env, "DATABASE_TCP_USER_TIMEOUT_MS", 10_000, minimum=1),
+            keepalives_idle_seconds=_int(env, "DATABASE_KEEPALIVES_IDLE_SECONDS", 30, minimum=1),
+            keepalives_interval_seconds=_int(
+                env, "DATABASE_KEEPALIVES_INTERVAL_SECONDS", 10, minimum=1
+            ),
+            keepalives_count=_int(env, "DATABASE_KEEPALIVES_COUNT", 3, minimum=1),
             migration_lock_timeout_ms=_int(env, "MIGRATION_LOCK_TIMEOUT_MS", 10_000, minimum=1),
             migration_statement_timeout_ms=_int(
                 env, "MIGRATION_STATEMENT_TIMEOUT_MS", 600_000, minimum=1

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+DATABASE_UNAVAILABLE = "the database is unavailable; retry shortly"
+
 
 class AppError(Exception):
     status = 500
     code = "internal_error"
+    # Seconds a client should wait before retrying, sent as `Retry-After`; None: no header.
+    retry_after: int | None = None
 
     def __init__(self, message: str, *, details: Any = None) -> None:
         super().__init__(message)
@@ -73,7 +77,18 @@ class ConfigError(AppError):
 
 
 class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached, lost the connection or did not answer in time.
+
+    The message reaches the public (error bodies, /health) and the CLI, so it never names host,
+    port, user, database or repeats libpq's words: chalicelib/db.py logs those, with the
+    password masked. Retrying is safe: nothing was applied, or the message says it may have been.
+    """
+
     code = "database_unavailable"
+    retry_after = 1
+
+    def __init__(self, message: str = DATABASE_UNAVAILABLE, *, details: Any = None) -> None:
+        super().__init__(message, details=details)
 
 
 class DatabaseCredentialsRefused(DatabaseUnavailable):

@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import types
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import msgspec
 from chalice import Response
 
-from chalicelib.errors import AppError, BadRequest, NotFound, PayloadTooLarge, RateLimited
+from chalicelib.errors import AppError, BadRequest, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def error_body(error: AppError) -> dict[str, Any]:
 
 def error_response(error: AppError) -> Response:
     headers: dict[str, str | list[str]] = {}
-    if isinstance(error, RateLimited):
+    if error.retry_after is not None:  # 429, and a 503 the client may simply retry
         headers["Retry-After"] = str(error.retry_after)
     return json_response(error_body(error), status=error.status, headers=headers)
 
@@ -98,9 +99,59 @@ def internal_error_response() -> Response:
     return error_response(AppError("internal error; the request was not completed"))
 
 
-def _validation_message(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
-    # msgspec says "Expected `int`, got `str` - at `$.limit`"; keep it, it names the field.
-    return str(exc)
+# msgspec's words for a value outside a Literal: "Invalid enum value '2d' - at `$.timeframe`".
+_INVALID_ENUM = re.compile(r"^Invalid enum value (?P<value>.*) - at `\$(?P<path>[^`]*)`$")
+_PATH_STEP = re.compile(r"\.(?P<field>\w+)|\[(?P<index>\d+)\]")
+
+
+def _validation_error(
+    exc: msgspec.ValidationError, model: type[Any], *, prefix: str = ""
+) -> BadRequest:
+    """A BadRequest for a decoding failure. An invalid choice lists the allowed values (in their
+    declared order), so the caller can correct the request without reading the docs; anything
+    else keeps msgspec's own words ("Expected `int`, got `str` - at `$.limit`"), which name the
+    field."""
+    message = str(exc)
+    match = _INVALID_ENUM.match(message)
+    allowed = _allowed_values(model, match["path"]) if match else None
+    if match is None or allowed is None:
+        return BadRequest(prefix + (message.replace("$.", "") if prefix else message))
+    field = match["path"].removeprefix(".")
+    return BadRequest(
+        f"{prefix}{field} must be one of {', '.join(map(str, allowed))}; got {match['value']}",
+        details={"field": field, "allowed": list(allowed)},
+    )
+
+
+def _allowed_values(model: Any, path: str) -> tuple[Any, ...] | None:
+    """The values of the Literal type found at a msgspec error path (`.timeframes[0]`) inside
+    `model`, or None if the path does not end at one."""
+    current = model
+    for step in _PATH_STEP.finditer(path):
+        current = _strip(current)
+        if step["field"] is not None:
+            if not isinstance(current, type) or not issubclass(current, msgspec.Struct):
+                return None
+            current = get_type_hints(current, include_extras=True).get(step["field"])
+        elif get_origin(current) in (list, tuple, set, frozenset):
+            current = get_args(current)[0]
+        else:
+            return None
+    current = _strip(current)
+    return get_args(current) if get_origin(current) is Literal else None
+
+
+def _strip(annotation: Any) -> Any:
+    """`annotation` without Annotated metadata, `| None` or `| UnsetType`: the one type a
+    value must have."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if isinstance(annotation, types.UnionType) or get_origin(annotation) is Union:
+        absent = (type(None), msgspec.UnsetType)
+        arms = [arm for arm in get_args(annotation) if arm not in absent]
+        if len(arms) == 1:
+            return _strip(arms[0])
+    return annotation
 
 
 def parse_body(raw: bytes | None, model: type[T]) -> T:
@@ -115,7 +166,7 @@ def parse_body(raw: bytes | None, model: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=model)
     except msgspec.ValidationError as exc:
-        raise BadRequest(_validation_message(exc)) from None
+        raise _validation_error(exc, model) from None
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON (UTF-8)") from None
 
@@ -128,8 +179,7 @@ def parse_query(params: Mapping[str, str] | None, model: type[T]) -> T:
     try:
         return msgspec.convert(values, model, strict=False)
     except msgspec.ValidationError as exc:
-        message = str(exc).replace("$.", "")
-        raise BadRequest(f"invalid query parameter: {message}") from None
+        raise _validation_error(exc, model, prefix="invalid query parameter: ") from None
 
 
 def parse_id(raw: str, *, name: str = "id") -> int:

@@ -16,20 +16,25 @@ from typing import Any
 from chalicelib.config import PROJECT_ROOT
 
 API_DOC = PROJECT_ROOT / "docs" / "API.md"
-EXAMPLE_HOST = "http://localhost:8000"
+# The docs' convention (README, "Using the API"): MDW_URL and MDW_KEY, as `make run` prints them.
+EXAMPLE_HOST = "$MDW_URL"
 
-# Example values for curl lines: what a reader would plausibly type.
-_EXAMPLE_PATH_VALUES = {"symbol": "AAPL", "id": "42"}
+# Example values for curl lines: what a reader would plausibly type. The examples run in the
+# order of this document against a fresh `make run` (tests/test_docs_examples.py).
+_EXAMPLE_PATH_VALUES = {"symbol": "AAPL"}
 _EXAMPLE_QUERIES = {
     "/api/v1/historical/{symbol}": "?timeframe=1d&start=2024-01-02&end=2024-03-28",
     "/api/v1/admin/symbols": "?active=true",
 }
 _EXAMPLE_BODIES = {
     ("POST", "/api/v1/admin/symbols"): {
-        "symbol": "BTC-USD",
-        "asset_class": "crypto",
+        "symbol": "IBM",
+        "asset_class": "stock",
         "timeframes": ["1d", "1h"],
     },
+    ("POST", "/api/v1/admin/api-keys"): {"name": "notebook", "scopes": ["read"]},
+    ("PUT", "/api/v1/admin/api-keys/{key_id}"): {"rate_limit_per_minute": 600},
+    ("POST", "/api/v1/admin/api-keys/{key_id}/rotate"): {"grace_seconds": 3600},
     ("PUT", "/api/v1/admin/symbols/{symbol}"): {"active": True, "timeframes": ["1d"]},
 }
 
@@ -133,7 +138,13 @@ def _operation_section(
         lines.append(f"| {status} | {_cell(response['description'])} | {shape} |")
     lines.append("")
 
-    lines += ["```sh", _curl(method, path, op), "```", ""]
+    curl = _curl(method, path, op)
+    if "{key_id}" in curl:
+        # A template: the id of a key the reader has, not one a fresh server holds.
+        lines += ["A template: put one of your key ids in place of `{key_id}`.", ""]
+        lines += ["```sh no-run", curl, "```", ""]
+    else:
+        lines += ["```sh", curl, "```", ""]
     return lines
 
 
@@ -145,7 +156,7 @@ def _curl(method: str, path: str, op: dict[str, Any]) -> str:
     parts = ["curl"]
     if method != "GET":
         parts.append(f"-X {method}")
-    parts.append(f"'{url}'")
+    parts.append(f'"{url}"')
     if op.get("security"):
         parts.append('-H "Authorization: Bearer $MDW_KEY"')
     if op.get("requestBody"):

@@ -9,7 +9,18 @@ It answers the endpoints the warehouse uses, in the shapes of Polygon's OpenAPI 
     /v3/reference/tickers/{ticker}
 
 Prices are invented but deterministic: each ticker has its own random walk seeded from its
-name, so the same request always returns the same bars. Stocks trade on NYSE sessions only
+name, so the same request always returns the same bars. By default only the core universe
+(DEFAULT_STOCKS, DEFAULT_CRYPTO) and tickers added with `add_ticker` exist, and their history is
+clean, so tests can pin exact values.
+
+With `accept_any_ticker` (as `make run` starts it) the simulator is a whole local market: any
+well-formed stock ticker (IBM, BRK.A) or crypto pair (X:AVAXUSD) exists except those in
+UNKNOWN_TICKERS, which answer as Polygon does for a ticker it does not know (404 on details,
+resultsCount 0 on aggregates). Its history then has what real data has: about one ticker in four
+outside the core universe has a split (listed in /v3/reference/splits once the ticker has been
+asked about), and every ticker has a few flawed daily bars a year and a session now and then
+with no data at all (see `imperfections`), so validation flags, gaps and the validation rate
+show up locally. Stocks trade on NYSE sessions only
 (daily bars stamped at midnight New York time, intraday bars inside 09:30-16:00); crypto trades
 every day around the clock (daily bars stamped at 00:00 UTC). Bars start on 1990-01-01 and stop
 at the simulated present.
@@ -35,10 +46,10 @@ import hashlib
 import math
 import random
 import re
+import signal
 import socket
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -92,6 +103,9 @@ DEFAULT_CRYPTO: dict[str, str] = {
     "X:XRPUSD": "XRP - United States Dollar",
     "X:DOGEUSD": "Dogecoin - United States Dollar",
 }
+
+UNKNOWN_TICKERS: frozenset[str] = frozenset({"NOSUCH", "XXXX", "UNKNWN", "X:NOSUCHUSD"})
+"""Well-formed tickers that Polygon-in-any-ticker-mode does not know, to show the unknown path."""
 
 HISTORY_START = date(1990, 1, 1)
 MAX_LIMIT = 50_000  # Polygon's own cap on `limit`
@@ -360,6 +374,68 @@ def _day_of(ticker: str, day: date) -> _Bar:
     return series.bars[index]
 
 
+# ----------------------------------------------------------------------------------------------
+# Imperfections of a local market (accept_any_ticker only)
+#
+# Real feeds have splits, bad prints and days without data. The local market adds them from each
+# ticker's name, so `make run` shows flags, gaps and the validation rate while every answer stays
+# deterministic. Flaws touch daily bars only: intraday bars are derived from a clean day.
+
+FlawKind = Literal["ohlc_inconsistent", "bad_print", "volume_spike"]
+
+
+class Imperfections(NamedTuple):
+    """What the local market does to one year of one ticker's daily bars."""
+
+    missing: frozenset[date]
+    """Sessions (days, for crypto) without any bar, at any timeframe."""
+    flawed: dict[date, FlawKind]
+    """Daily bars delivered wrong: `ohlc_inconsistent` (the high below the close; a severe flag),
+    `bad_print` (the close half as high again, back the next day; a price jump), `volume_spike`
+    (volume twenty-fold; a volume spike)."""
+
+
+_FLAW_KINDS: tuple[FlawKind, ...] = get_args(FlawKind)
+
+
+@lru_cache(maxsize=4_096)
+def imperfections(ticker: str, year: int) -> Imperfections:
+    """The missing sessions (0 to 2) and flawed daily bars (1 to 3) of a ticker's year."""
+    days = _daily_year(ticker, year).days
+    if len(days) < 10:
+        return Imperfections(frozenset(), {})
+    rng = random.Random(f"imperfections|{ticker}|{year}")
+    # Away from the first and last days of the year, so a flaw never sits next to a year edge
+    # where the other half of a bad print would be out of sight.
+    chosen = rng.sample(days[2:-2], 5)
+    missing = frozenset(chosen[: rng.randint(0, 2)])
+    flawed = {day: rng.choice(_FLAW_KINDS) for day in chosen[2 : 2 + rng.randint(1, 3)]}
+    return Imperfections(missing, flawed)
+
+
+def _flawed(bar: _Bar, kind: FlawKind) -> _Bar:
+    if kind == "ohlc_inconsistent":
+        return bar._replace(h=min(bar.o, bar.c) * 0.99)
+    if kind == "bad_print":
+        close = bar.c * 1.5
+        return bar._replace(c=close, h=max(bar.h, close))
+    return bar._replace(v=bar.v * 20)
+
+
+@lru_cache(maxsize=65_536)
+def derived_split(ticker: str) -> SimulatedSplit | None:
+    """The one split of about a quarter of the tickers outside the core universe: 2-, 3- or
+    4-for-1, or a 1-for-10 reverse split, on a session between 2005 and 2023."""
+    if ticker in _BASE_PRICES or _is_crypto(ticker) or _unit(ticker, "split") >= 0.25:
+        return None
+    ratios = ((1.0, 2.0), (1.0, 3.0), (1.0, 4.0), (10.0, 1.0))
+    split_from, split_to = ratios[int(_unit(ticker, "split ratio") * len(ratios))]
+    day = date(2005, 1, 1) + timedelta(days=int(_unit(ticker, "split day") * 19 * 365))
+    while not is_trading_day(day):
+        day += timedelta(days=1)
+    return SimulatedSplit(ticker, day, split_from, split_to)
+
+
 # Small: a day of crypto minutes is ~1,440 tuples; paging through a long minute range
 # regenerates the days that fell out, which costs about a millisecond each.
 @lru_cache(maxsize=128)
@@ -489,7 +565,9 @@ class PolygonSimulator:
     """A Polygon-compatible HTTP server on a background thread.
 
     `tickers` replaces the default universe (provider tickers: "AAPL", "X:BTCUSD");
-    `accept_any_ticker` also serves any well-formed ticker (SYM0001, X:FOOUSD) for benchmarks;
+    `accept_any_ticker` makes it a whole local market (as `make run` uses it): any well-formed
+    ticker (SYM0001, X:FOOUSD) but UNKNOWN_TICKERS, with derived splits, flawed bars and missing
+    sessions (see the module docstring);
     `page_size` caps results per page below the request's `limit`, so paging shows up on small
     ranges; `now` is the simulated present (bars after it do not exist yet; default: the real
     clock); `api_key` makes every request prove it with `Authorization: Bearer` or `apiKey`.
@@ -774,14 +852,22 @@ class PolygonSimulator:
         return _error(404, request_id, status="NOT_FOUND", message=f"no route for {path}")
 
     def _info(self, ticker: str) -> _TickerInfo | None:
+        """The ticker, if it exists. In any-ticker mode a well-formed ticker outside
+        UNKNOWN_TICKERS joins the market the first time it is asked about: from then on it is in
+        the grouped daily bars, and its derived split (if any) in the splits listing."""
         with self._lock:
             info = self._tickers.get(ticker)
-        if info is None and self.accept_any_ticker:
-            if _CRYPTO_TICKER.match(ticker):
-                return _TickerInfo(ticker, f"{ticker[2:-3]} - United States Dollar", "crypto", None)
-            if _STOCK_TICKER.match(ticker):
-                return _TickerInfo(ticker, f"{ticker} Holdings Inc.", "stocks", "CS")
-        return info
+        if info is not None or not self.accept_any_ticker or ticker in UNKNOWN_TICKERS:
+            return info
+        if not (_CRYPTO_TICKER.match(ticker) or _STOCK_TICKER.match(ticker)):
+            return None
+        self.add_ticker(ticker)
+        if (split := derived_split(ticker)) is not None:
+            with self._lock:
+                if split not in self._splits:
+                    self._splits.append(split)
+        with self._lock:
+            return self._tickers[ticker]
 
     def _splits_for(self, ticker: str) -> list[SimulatedSplit]:
         with self._lock:
@@ -870,7 +956,14 @@ class PolygonSimulator:
             series = _daily_year(ticker, year)
             start = bisect.bisect_left(series.days, first)
             stop = bisect.bisect_right(series.days, last)
+            flaws = imperfections(ticker, year) if self.accept_any_ticker else None
             for day, bar in zip(series.days[start:stop], series.bars[start:stop], strict=True):
+                if flaws is not None:
+                    if day in flaws.missing:
+                        continue
+                    kind = flaws.flawed.get(day)
+                    if kind is not None and timespan in ("day", "week"):
+                        bar = _flawed(bar, kind)
                 divisor = _split_divisor(splits, day, adjusted=adjusted) if splits else 1.0
                 if timespan in ("day", "week"):
                     bars.append(bar if divisor == 1.0 else _scale(bar, bar.t, divisor))
@@ -902,8 +995,15 @@ class PolygonSimulator:
             stamp = int(session_bounds_utc(day)[1].timestamp() * 1000)
         if session and HISTORY_START <= day and _midnight_ms(day, crypto=crypto) <= self._now_ms():
             for ticker in tickers:
+                bar = _day_of(ticker, day)
+                if self.accept_any_ticker:
+                    flaws = imperfections(ticker, day.year)
+                    if day in flaws.missing:
+                        continue
+                    if (kind := flaws.flawed.get(day)) is not None:
+                        bar = _flawed(bar, kind)
                 divisor = _split_divisor(self._splits_for(ticker), day, adjusted=adjusted)
-                row = _row_json(_scale(_day_of(ticker, day), stamp, divisor), crypto)
+                row = _row_json(_scale(bar, stamp, divisor), crypto)
                 # The ticker spliced in front of the encoded bar: '{"T":"AAPL",' + '"v":...}'.
                 rows.append(msgspec.Raw(b'{"T":' + msgspec.json.encode(ticker) + b"," + row[1:]))
         body: dict[str, Any] = {
@@ -935,6 +1035,8 @@ class PolygonSimulator:
         sort = query.get("sort", "execution_date")
         if order not in ("asc", "desc") or sort not in ("execution_date", "ticker"):
             raise _BadRequest("order must be asc or desc; sort execution_date or ticker")
+        if (ticker := query.get("ticker")) is not None:
+            self._info(ticker)  # in any-ticker mode, brings in its derived split
         with self._lock:
             splits = list(self._splits)
         splits = [split for split in splits if _split_matches(split, query)]
@@ -1206,7 +1308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=MAX_LIMIT, help="results per page")
     parser.add_argument("--api-key", default=None, help="require this key (default: any)")
     parser.add_argument(
-        "--accept-any-ticker", action="store_true", help="serve any well-formed ticker"
+        "--accept-any-ticker",
+        action="store_true",
+        help="serve any well-formed ticker, with splits, flawed bars and missing sessions",
     )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
@@ -1219,13 +1323,19 @@ def main(argv: list[str] | None = None) -> int:
         accept_any_ticker=args.accept_any_ticker,
         verbose=args.verbose,
     )
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop_requested.set()
+
+    # Set explicitly: a process started in the background by a shell inherits SIGINT ignored,
+    # and Python then never turns Ctrl-C into KeyboardInterrupt, so it would serve forever.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
     simulator.start()
     print(f"Polygon simulator on {simulator.url} (Ctrl-C to stop)", flush=True)
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        stop_requested.wait()
     finally:
         simulator.stop()
     return 0

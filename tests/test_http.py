@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Annotated, Literal
 
 import msgspec
 import pytest
@@ -72,6 +73,24 @@ def test_rate_limited_carries_retry_after():
     assert body(response)["error"]["code"] == "rate_limited"
 
 
+def test_database_unavailable_asks_for_a_retry_and_names_no_server():
+    response = error_response(errors.DatabaseUnavailable())
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert body(response) == {
+        "error": {
+            "code": "database_unavailable",
+            "message": "the database is unavailable; retry shortly",
+        }
+    }
+
+
+def test_other_errors_carry_no_retry_after():
+    assert "Retry-After" not in error_response(errors.ServiceUnavailable("down")).headers
+    assert "Retry-After" not in error_response(errors.BadRequest("bad")).headers
+
+
 def test_parse_body_returns_the_model():
     assert parse_body(b'{"name": "x", "size": 3}', NewThing) == NewThing(name="x", size=3)
 
@@ -121,6 +140,52 @@ def test_parse_query_names_the_bad_parameter():
         parse_query({"limit": "many"}, ListQuery)
 
     assert caught.value.message == "invalid query parameter: Expected `int`, got `str` - at `limit`"
+
+
+Colour = Literal["red", "green", "blue"]
+
+
+class Paint(msgspec.Struct, forbid_unknown_fields=True):
+    colour: Annotated[Colour, msgspec.Meta(description="Declared order, not sorted.")] = "red"
+    trims: list[Colour] = msgspec.field(default_factory=list)
+    finish: Literal["matte", "gloss"] | None = None
+    base: Colour | msgspec.UnsetType = msgspec.UNSET
+    inner: Paint | None = None
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "allowed", "got"),
+    [
+        ({"colour": "pink"}, "colour", ["red", "green", "blue"], "'pink'"),
+        ({"trims": ["red", "pink"]}, "trims[1]", ["red", "green", "blue"], "'pink'"),
+        ({"finish": "satin"}, "finish", ["matte", "gloss"], "'satin'"),
+        ({"base": "pink"}, "base", ["red", "green", "blue"], "'pink'"),
+        ({"inner": {"trims": ["pink"]}}, "inner.trims[0]", ["red", "green", "blue"], "'pink'"),
+    ],
+)
+def test_an_invalid_choice_lists_the_allowed_values(body, field, allowed, got):
+    with pytest.raises(errors.BadRequest) as caught:
+        parse_body(json.dumps(body).encode(), Paint)
+
+    assert caught.value.message == f"{field} must be one of {', '.join(allowed)}; got {got}"
+    assert caught.value.details == {"field": field, "allowed": allowed}
+
+
+def test_an_invalid_choice_in_a_query_names_the_parameter():
+    with pytest.raises(errors.BadRequest) as caught:
+        parse_query({"colour": "pink"}, Paint)
+
+    assert caught.value.message == (
+        "invalid query parameter: colour must be one of red, green, blue; got 'pink'"
+    )
+
+
+def test_other_validation_errors_keep_msgspec_words():
+    with pytest.raises(errors.BadRequest) as caught:
+        parse_body(b'{"colour": 5}', Paint)
+
+    assert caught.value.message == "Expected `str`, got `int` - at `$.colour`"
+    assert caught.value.details is None
 
 
 @pytest.mark.parametrize("raw", ["abc", "0", "-1", "1.5", "１２", "1" * 19, "1 OR 1=1"])

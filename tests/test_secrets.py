@@ -275,9 +275,14 @@ class TestSecretsAsAwsHandsThemOut:
             row = conn.execute("SELECT current_user").fetchone()
 
         assert row == ("mdw_app",)
-        assert [r.getMessage() for r in caplog.records if r.name == "chalicelib.db"] == [
-            "the database refused the password; reading the database secret again"
-        ]
+        logged = [r.getMessage() for r in caplog.records if r.name == "chalicelib.db"]
+        assert len(logged) == 2
+        assert logged[0].startswith(
+            f'database unavailable: cannot connect to database "mdw" on '
+            f"127.0.0.1:{password_server.port}: "
+        )
+        assert logged[0].endswith('password authentication failed for user "mdw_app"')
+        assert logged[1] == "the database refused the password; reading the database secret again"
         assert "Pa55" not in caplog.text
         db.set_database(None)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from chalice import Blueprint, Response
 
-from chalicelib.errors import ServiceUnavailable
+from chalicelib.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable, ServiceUnavailable
 from chalicelib.health.service import check_health
 from chalicelib.http import error_response, json_response, json_view
 from chalicelib.openapi import Operation, declare
@@ -21,17 +21,18 @@ def health() -> Response:
         return json_response(
             {"status": "ok", "database": "ok", "schema_version": report.schema_version}
         )
-    return error_response(
-        ServiceUnavailable(
-            report.message or "database unavailable",
-            details={
-                "status": report.status,
-                "database": report.database,
-                "schema_version": report.schema_version,
-                "expected_schema_version": report.expected_schema_version,
-            },
+    details = {
+        "status": report.status,
+        "database": report.database,
+        "schema_version": report.schema_version,
+        "expected_schema_version": report.expected_schema_version,
+    }
+    if report.database == "unreachable":
+        # `database_unavailable` and nothing about the server: /health is public.
+        return error_response(
+            DatabaseUnavailable(report.message or DATABASE_UNAVAILABLE, details=details)
         )
-    )
+    return error_response(ServiceUnavailable(report.message or "", details=details))
 
 
 # --- API document (chalicelib/openapi.py) ----------------------------------------------------
@@ -51,7 +52,8 @@ declare(
         path="/health",
         summary="Liveness and schema check for load balancers",
         description="503 (with `details.status`, `database`, `schema_version` and "
-        "`expected_schema_version`) when the database is unreachable or behind the migrations.",
+        "`expected_schema_version`) when the database is unreachable (`database_unavailable`, "
+        "with `Retry-After`) or behind the migrations (`service_unavailable`).",
         scope="public",
         tag="Meta",
         response=HealthOut,

@@ -11,7 +11,12 @@ import threading
 import msgspec
 
 from chalicelib import db
-from chalicelib.errors import AppError, ServiceUnavailable
+from chalicelib.errors import (
+    DATABASE_UNAVAILABLE,
+    AppError,
+    DatabaseUnavailable,
+    ServiceUnavailable,
+)
 from chalicelib.schema import current_schema_version, latest_version
 
 
@@ -30,9 +35,9 @@ class HealthReport(msgspec.Struct, frozen=True):
 def check_health() -> HealthReport:
     expected = latest_version()
     try:
-        with db.connection() as conn:
-            version = current_schema_version(conn)
+        version = db.read(current_schema_version, one_snapshot=False)
     except AppError as exc:
+        # The message is the error's public one: it never names the server (see db.py).
         return HealthReport("unavailable", "unreachable", None, expected, exc.message)
     if version is None or version < expected:
         return HealthReport(
@@ -57,8 +62,10 @@ def ensure_schema_current() -> None:
         if _schema_current:
             return
         report = check_health()
+        if report.database == "unreachable":
+            raise DatabaseUnavailable(report.message or DATABASE_UNAVAILABLE)
         if not report.ok:
-            raise ServiceUnavailable(report.message or "database unavailable")
+            raise ServiceUnavailable(report.message or "database schema is behind")
         _schema_current = True
 
 

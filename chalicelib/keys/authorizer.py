@@ -9,6 +9,7 @@ database; a well-formed one that fails is refused and recorded in the audit log.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -55,15 +56,30 @@ def _deny() -> Exception:
     )
 
 
+UNAVAILABLE_MESSAGE = "the API key could not be checked right now; retry shortly"
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+
 def _unavailable() -> Exception:
-    # Any other exception makes API Gateway answer 500; the local server's equivalent is its
-    # InvalidAuthorizerError. Refusing with 401 would hide an outage behind a "bad key".
+    # Any other exception than "Unauthorized" is API Gateway's AUTHORIZER_FAILURE, which the
+    # template's gateway response answers with 503 in the one error body. Refusing with 401
+    # would hide an outage behind a "bad key". The local server answers an
+    # InvalidAuthorizerError with its status, headers and body: the same 503 here.
     try:
         from chalice.local import InvalidAuthorizerError
     except ImportError:
         return RuntimeError("authorizer could not reach the database")
-    return InvalidAuthorizerError(
-        {"x-amzn-ErrorType": "AuthorizerFailureException"}, b'{"message":null}'
+
+    class AuthorizerUnavailable(InvalidAuthorizerError):
+        CODE = 503
+
+    body = {"error": {"code": "service_unavailable", "message": UNAVAILABLE_MESSAGE}}
+    return AuthorizerUnavailable(
+        {
+            "Content-Type": "application/json",
+            "Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS),
+        },
+        json.dumps(body).encode(),
     )
 
 

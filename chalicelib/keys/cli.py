@@ -17,8 +17,9 @@ import click
 import msgspec
 
 from chalicelib import db
+from chalicelib.cli_options import name_fields_as_options, validated_options
 from chalicelib.config import get_settings
-from chalicelib.errors import AppError, BadRequest
+from chalicelib.errors import AppError
 from chalicelib.keys import service
 from chalicelib.keys.access import utc_now
 from chalicelib.keys.models import (
@@ -48,7 +49,9 @@ def _errors_as_messages(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except AppError as exc:
-            raise click.ClickException(exc.message) from None
+            raise click.ClickException(
+                name_fields_as_options(exc.message, _FIELD_OPTIONS)
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -66,18 +69,31 @@ def _actor() -> Actor:
     return Actor(who=f"cli {default_applied_by()}")
 
 
+# Body fields whose option is not simply `--field-name`.
+_OPTION_NAMES = {
+    "name": "NAME",
+    "scopes": "--scope",
+    "allowed_cidrs": "--cidr",
+    "rate_limit_per_minute": "--rate-limit",
+}
+# Fields the services name in their messages, as the CLI's options.
+_FIELD_OPTIONS = {
+    "expires_at": "--expires-at",
+    "allowed_cidrs": "--cidr",
+    "rate_limit_per_minute": "--rate-limit",
+    "grace_seconds": "--grace-seconds",
+}
+
+
 def _validated(data: dict[str, Any], model: type[T]) -> T:
-    """Options checked by the same model that checks the HTTP body."""
-    try:
-        return msgspec.convert(data, model, strict=False)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(str(exc).replace("$.", "")) from None
+    """Options checked by the same model that checks the HTTP body; errors name the option."""
+    return validated_options(data, model, options=_OPTION_NAMES)
 
 
-def _time(value: str | None) -> datetime | None:
+def _time(value: str | None, *, option: str) -> datetime | None:
     if value is None:
         return None
-    return _validated({"since": value}, AuditQuery).since
+    return validated_options({"since": value}, AuditQuery, options={"since": option}).since
 
 
 # Characters a terminal may act on rather than show: C0/C1 controls and DEL (Cc), invisible
@@ -272,7 +288,7 @@ def restore_command(key_id: int, expires_at: str | None) -> None:
         if expires_at is None:
             key = service.restore_key(conn, key_id, actor=_actor())
         else:
-            new_expiry = None if expires_at == NEVER else _time(expires_at)
+            new_expiry = None if expires_at == NEVER else _time(expires_at, option="--expires-at")
             key = service.restore_key(conn, key_id, expires_at=new_expiry, actor=_actor())
     click.echo(f"key {key.id} ({key.name}) is {key.state(utc_now())}")
 

@@ -146,6 +146,14 @@ class StalestSymbol(msgspec.Struct, frozen=True):
     last_backfill: datetime | None
 
 
+class TimeframeReadiness(msgspec.Struct, frozen=True):
+    """Whether one (symbol, timeframe) has bars, and its backfill state (None: no row yet)."""
+
+    has_bars: bool
+    backfill_status: str | None
+    last_backfill: datetime | None
+
+
 class BackfillRunRow(msgspec.Struct, frozen=True):
     """A `backfill_runs` row."""
 
@@ -183,7 +191,7 @@ class BackfillRunOut(msgspec.Struct, frozen=True):
 
 
 class SymbolCounts(msgspec.Struct, frozen=True):
-    """Active symbols by their roll-up backfill status, and timeframes by their own status."""
+    """Active symbols by roll-up status; every tracked timeframe by its own (new ones: pending)."""
 
     total: int
     by_backfill_status: dict[str, int]

@@ -10,7 +10,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
-from chalicelib.marketdata.models import BackfillRunRow, Bar, StalestSymbol, SymbolRange
+from chalicelib.marketdata.models import (
+    BackfillRunRow,
+    Bar,
+    StalestSymbol,
+    SymbolRange,
+    TimeframeReadiness,
+)
 
 Connection = psycopg.Connection[Any]
 
@@ -55,12 +61,27 @@ COUNT_ACTIVE_SYMBOLS_BY_STATUS = """
 SELECT backfill_status, count(*) FROM tracked_symbols WHERE active GROUP BY backfill_status
 """
 
+# Every tracked (symbol, timeframe): one with no backfill_state row yet (just added, never
+# planned) is pending, as it is for the symbol's own roll-up.
 COUNT_ACTIVE_TIMEFRAMES_BY_STATUS = """
-SELECT st.status, count(*)
-FROM backfill_state AS st
-JOIN tracked_symbols AS s ON s.symbol = st.symbol
-WHERE s.active AND st.timeframe = ANY(s.timeframes)
-GROUP BY st.status
+SELECT coalesce(st.status, 'pending') AS status, count(*)
+FROM tracked_symbols AS s
+CROSS JOIN LATERAL unnest(s.timeframes) AS tf(name)
+LEFT JOIN backfill_state AS st ON st.symbol = s.symbol AND st.timeframe = tf.name
+WHERE s.active
+GROUP BY 1
+"""
+
+# Why a read found no bars: are there any at all, and has a backfill of them ever completed?
+SELECT_TIMEFRAME_READINESS = """
+SELECT
+    EXISTS (
+        SELECT 1 FROM bars WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s
+    ) AS has_bars,
+    st.status AS backfill_status,
+    st.last_backfill
+FROM (SELECT 1) AS one
+LEFT JOIN backfill_state AS st ON st.symbol = %(symbol)s AND st.timeframe = %(timeframe)s
 """
 
 # Never backfilled sorts first: it is the stalest of all.
@@ -123,6 +144,15 @@ def count_active_symbols_by_status(conn: Connection) -> dict[str, int]:
 def count_active_timeframes_by_status(conn: Connection) -> dict[str, int]:
     rows = conn.execute(COUNT_ACTIVE_TIMEFRAMES_BY_STATUS).fetchall()
     return {status: count for status, count in rows}
+
+
+def get_timeframe_readiness(conn: Connection, symbol: str, timeframe: str) -> TimeframeReadiness:
+    with conn.cursor(row_factory=class_row(TimeframeReadiness)) as cur:
+        row = cur.execute(
+            SELECT_TIMEFRAME_READINESS, {"symbol": symbol, "timeframe": timeframe}
+        ).fetchone()
+    assert row is not None  # the query always returns its one row
+    return row
 
 
 def get_stalest_symbol(conn: Connection) -> StalestSymbol | None:

@@ -32,8 +32,7 @@ TAG = "Market data"
 )
 @json_view
 def list_symbols() -> Response:
-    with db.connection() as conn, conn.transaction():
-        symbols = service.list_active_symbols(conn)
+    symbols = db.read(service.list_active_symbols)
     return json_response(symbols)
 
 
@@ -45,7 +44,11 @@ def list_symbols() -> Response:
     description="Dates are UTC days, both inclusive. A page holds at most `limit` bars and "
     "never more than fits in 6 MB; while `next_cursor` is not null, ask again with "
     "`cursor=<next_cursor>` and the same other parameters. Bars added while paging never "
-    "shift a page.",
+    "shift a page. An unknown `timeframe` is a 400 listing the allowed ones. A first page "
+    "with no bars is a 404, not an empty page, when the symbol is not tracked at that "
+    "timeframe (the message and `details.tracked_timeframes` name the tracked ones) or when "
+    "its first backfill has not completed yet (`details.backfill_status`); an empty 200 "
+    "means nothing traded in the range.",
     scope="read",
     tag=TAG,
     query=HistoricalQuery,
@@ -57,8 +60,7 @@ def list_symbols() -> Response:
 def historical(symbol: str) -> Response:
     query = parse_query(bp.current_request.query_params, HistoricalQuery)
     # One snapshot for the page: the extra row that decides next_cursor sees the same data.
-    with db.connection() as conn, conn.transaction():
-        body = service.historical_page(conn, symbol, query)
+    body = db.read(lambda conn: service.historical_page(conn, symbol, query))
     return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
 
 
@@ -74,6 +76,5 @@ def historical(symbol: str) -> Response:
 )
 @json_view
 def status() -> Response:
-    with db.connection() as conn, conn.transaction():
-        report = service.pipeline_status(conn)
+    report = db.read(service.pipeline_status)
     return json_response(report)

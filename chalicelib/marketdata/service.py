@@ -9,7 +9,7 @@ import msgspec
 
 from chalicelib import db
 from chalicelib.config import get_settings
-from chalicelib.errors import BadRequest
+from chalicelib.errors import BadRequest, NotFound
 from chalicelib.marketdata import repository
 from chalicelib.marketdata.cursor import CursorQuery, decode_cursor, encode_cursor
 from chalicelib.marketdata.models import (
@@ -25,6 +25,7 @@ from chalicelib.marketdata.models import (
     SymbolSummary,
     SymbolSummaryList,
 )
+from chalicelib.symbols.models import TrackedSymbol
 from chalicelib.symbols.service import resolve_symbol
 
 Connection = db.Connection
@@ -67,7 +68,8 @@ def historical_page(
 ) -> bytes:
     """One page of bars as encoded JSON, oldest first, never over `max_response_bytes` on the
     wire: a page cut short by size carries a next_cursor like one cut by `limit`."""
-    symbol = resolve_symbol(conn, raw_symbol).symbol
+    tracked = resolve_symbol(conn, raw_symbol)
+    symbol = tracked.symbol
     _check_query(query)
     cursor_query = CursorQuery(
         symbol, query.timeframe, query.start, query.end, query.validated_only
@@ -96,6 +98,8 @@ def historical_page(
     )
     bars = rows[: query.limit]
     more = len(rows) > query.limit
+    if not bars and query.cursor is None:
+        _explain_no_bars(conn, tracked, query.timeframe)
 
     def envelope(count: int, next_after: datetime | None) -> bytes:
         next_cursor = encode_cursor(cursor_query, next_after, secret=secret) if next_after else None
@@ -196,6 +200,31 @@ def pipeline_status(conn: Connection) -> PipelineStatus:
         validated_bars=validated_bars,
         validation_rate=round(validated_bars / total_bars, 6) if total_bars else None,
     )
+
+
+def _explain_no_bars(conn: Connection, tracked: TrackedSymbol, timeframe: str) -> None:
+    """Raise NotFound when a first page is empty because there is nothing to read yet, not
+    because nothing traded in the range: an empty 200 would read as "no trading"."""
+    readiness = repository.get_timeframe_readiness(conn, tracked.symbol, timeframe)
+    if readiness.has_bars:
+        return
+    details: dict[str, object] = {"symbol": tracked.symbol, "timeframe": timeframe}
+    if timeframe not in tracked.timeframes:
+        raise NotFound(
+            f"{tracked.symbol} is not tracked at {timeframe}; its timeframes are "
+            f"{', '.join(tracked.timeframes)} (an admin can add {timeframe} with "
+            f"PUT /api/v1/admin/symbols/{tracked.symbol})",
+            details={**details, "tracked_timeframes": list(tracked.timeframes)},
+        )
+    if readiness.last_backfill is None:
+        status = readiness.backfill_status or "pending"
+        raise NotFound(
+            f"{tracked.symbol} has no {timeframe} bars yet: its first backfill has not "
+            f"completed (backfill status {status}). Bars arrive with the next scheduled "
+            f"backfill; an admin can start one now with "
+            f"POST /api/v1/admin/symbols/{tracked.symbol}/backfill",
+            details={**details, "backfill_status": status},
+        )
 
 
 def _check_query(query: HistoricalQuery) -> None:

@@ -17,7 +17,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -41,6 +41,15 @@ _context: ContextVar[Mapping[str, Any]] = ContextVar(
     "mdw_log_context", default=MappingProxyType({})
 )
 _write_lock = threading.Lock()
+# Where finished records go. Lambda (and anything that sets nothing) gets JSON lines on stdout;
+# the local server renders them for a person instead (`make run --log-format human`).
+_sink: Callable[[Mapping[str, Any]], None] | None = None
+
+
+def write_records_with(sink: Callable[[Mapping[str, Any]], None] | None) -> None:
+    """Send every record to `sink` instead of stdout as JSON; None restores JSON lines."""
+    global _sink
+    _sink = sink
 
 
 def function_name() -> str:
@@ -61,6 +70,9 @@ def _clean(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _write(record: Mapping[str, Any]) -> None:
+    if _sink is not None:
+        _sink(record)
+        return
     line = json.dumps(record, default=str, separators=(",", ":"))
     with _write_lock:
         sys.stdout.write(line + "\n")

@@ -63,6 +63,14 @@ def queue_url(name: str) -> str:
     return url
 
 
+def install_client(client: Any) -> None:
+    """Use `client` (anything with SQS's get_queue_url and send_message_batch) instead of
+    boto3's: `make run` drains a local queue with the worker's own code."""
+    with _lock:
+        _clients["sqs"] = client
+        _urls.clear()
+
+
 def forget_clients() -> None:
     """Drop cached clients and URLs (tests switch between moto and nothing)."""
     with _lock:

@@ -97,8 +97,10 @@ def add_symbol() -> Response:
 @json_view
 def list_symbols() -> Response:
     query = parse_query(bp.current_request.query_params, SymbolListQuery)
-    with db.connection() as conn:
-        symbols = service.list_symbols(conn, active=query.active, asset_class=query.asset_class)
+    symbols = db.read(
+        lambda conn: service.list_symbols(conn, active=query.active, asset_class=query.asset_class),
+        one_snapshot=False,  # one statement
+    )
     return json_response(SymbolList(symbols=symbols, count=len(symbols)))
 
 
@@ -118,8 +120,7 @@ def list_symbols() -> Response:
 )
 @json_view
 def get_symbol(symbol: str) -> Response:
-    with db.connection() as conn, conn.transaction():
-        detail = service.get_symbol_detail(conn, symbol)
+    detail = db.read(lambda conn: service.get_symbol_detail(conn, symbol))
     return json_response(detail)
 
 
@@ -138,8 +139,7 @@ def get_symbol(symbol: str) -> Response:
 @json_view
 def update_symbol(symbol: str) -> Response:
     request = parse_body(_raw_body(), UpdateSymbolRequest)
-    with db.connection() as conn, conn.transaction():
-        updated = service.update_symbol(conn, symbol, request)
+    updated = db.write(lambda conn: service.update_symbol(conn, symbol, request))
     return json_response(updated)
 
 
@@ -156,8 +156,7 @@ def update_symbol(symbol: str) -> Response:
 )
 @json_view
 def deactivate_symbol(symbol: str) -> Response:
-    with db.connection() as conn, conn.transaction():
-        row = service.deactivate_symbol(conn, symbol)
+    row = db.write(lambda conn: service.deactivate_symbol(conn, symbol))
     return json_response(row)
 
 

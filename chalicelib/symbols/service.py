@@ -91,17 +91,17 @@ def add_symbol(
     provider holds no locks), then insert. The insert still turns a race into Conflict."""
     symbol, asset_class = normalize_symbol(request.symbol, request.asset_class)
     timeframes = _ordered_timeframes(request.timeframes)
-    with db.connection() as conn:
-        existing = repository.get_symbol(conn, symbol)
+    existing = db.read(lambda conn: repository.get_symbol(conn, symbol), one_snapshot=False)
     if existing is not None:
         # Let the insert raise the one Conflict message.
         check_ticker = None
     if check_ticker is not None and get_settings().symbol_check_on_add:
         check_ticker(symbol, asset_class)
-    with db.connection() as conn, conn.transaction():
-        return repository.insert_symbol(
+    return db.write(
+        lambda conn: repository.insert_symbol(
             conn, symbol=symbol, asset_class=asset_class, timeframes=timeframes
         )
+    )
 
 
 def list_symbols(
@@ -187,8 +187,7 @@ def backfill_symbol(raw: str, *, request_id: str | None = None) -> BackfillOutco
     Locally (and in tests) the backfill runs in this request. In Lambda it would outlive API
     Gateway's 29-second limit, so there each timeframe is queued for the backfill worker.
     """
-    with db.connection() as conn:
-        tracked = resolve_symbol(conn, raw)
+    tracked = db.read(lambda conn: resolve_symbol(conn, raw), one_snapshot=False)
     if get_settings().in_lambda:
         return BackfillOutcome(
             tracked.symbol, queued=queue_backfill(tracked, request_id=request_id or uuid4().hex)

@@ -21,4 +21,9 @@ def test_every_operation_has_a_section_and_a_curl_example() -> None:
     for path, methods in document["paths"].items():
         for method in methods:
             assert f"### {method.upper()} {path}\n" in text
-    assert text.count("```sh\ncurl") == sum(len(m) for m in document["paths"].values())
+    runnable, templates = text.count("```sh\ncurl"), text.count("```sh no-run\ncurl")
+    assert runnable + templates == sum(len(m) for m in document["paths"].values())
+    # Only the operations on one key need an id the reader fills in.
+    assert templates == sum(
+        len(methods) for path, methods in document["paths"].items() if "{key_id}" in path
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +24,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from chalicelib.backfill.calendar import session_bounds_utc, trading_days
-from devtools.polygon_sim import DEFAULT_CRYPTO, DEFAULT_STOCKS, PolygonSimulator
+from chalicelib.backfill.validation import Thresholds, flag_names, validate_bars
+from devtools.polygon_sim import DEFAULT_CRYPTO, DEFAULT_STOCKS, UNKNOWN_TICKERS, PolygonSimulator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Polygon's own OpenAPI document (an extract of the endpoints the warehouse uses).
@@ -276,10 +279,135 @@ def test_unknown_ticker_answers_200_without_results(sim: PolygonSimulator) -> No
 def test_generated_tickers_are_served_only_when_asked_for() -> None:
     with PolygonSimulator(now=NOW) as strict:
         assert aggs(strict, "SYM0001", "1/day", "2024-07-01", "2024-07-05")["resultsCount"] == 0
+        assert get(strict, "/v3/reference/tickers/SYM0001").status_code == 404
     with PolygonSimulator(now=NOW, accept_any_ticker=True) as lenient:
         assert aggs(lenient, "SYM0001", "1/day", "2024-07-01", "2024-07-05")["resultsCount"] == 4
         assert aggs(lenient, "X:FOOUSD", "1/day", "2024-07-01", "2024-07-05")["resultsCount"] == 5
         assert get(lenient, "/v3/reference/tickers/SYM0001").status_code == 200
+
+
+# ----------------------------------------------------------------------------------------------
+# Any ticker: the local market of `make run`
+
+
+@pytest.fixture
+def market() -> Iterator[PolygonSimulator]:
+    with PolygonSimulator(now=NOW, accept_any_ticker=True) as simulator:
+        yield simulator
+
+
+def test_any_well_formed_ticker_has_details(market: PolygonSimulator) -> None:
+    ibm = get(market, "/v3/reference/tickers/IBM").json()
+    assert_matches_spec(TICKER_DETAILS, ibm)
+    assert ibm["results"]["name"] == "IBM Holdings Inc."
+    assert ibm["results"]["market"] == "stocks"
+    avax = get(market, "/v3/reference/tickers/X:AVAXUSD").json()
+    assert_matches_spec(TICKER_DETAILS, avax)
+    assert avax["results"]["name"] == "AVAX - United States Dollar"
+    assert avax["results"]["market"] == "crypto"
+
+
+@pytest.mark.parametrize("ticker", sorted(UNKNOWN_TICKERS) + ["ibm", "X:AVAX", "TOOLONGTICKER"])
+def test_unknown_and_malformed_tickers_are_unknown_as_at_polygon(
+    market: PolygonSimulator, ticker: str
+) -> None:
+    details = get(market, f"/v3/reference/tickers/{ticker}")
+    assert details.status_code == 404
+    assert details.json()["status"] == "NOT_FOUND"
+    body = aggs(market, ticker, "1/day", "2024-07-01", "2024-07-31")
+    assert (body["resultsCount"], "results" in body) == (0, False)
+    assert ticker not in market.tickers
+
+
+def test_a_ticker_history_is_stable_and_its_own(market: PolygonSimulator) -> None:
+    year = aggs(market, "IBM", "1/day", "2024-01-01", "2024-12-31")["results"]
+    with PolygonSimulator(now=NOW, accept_any_ticker=True) as again:
+        week = aggs(again, "IBM", "1/day", "2024-03-04", "2024-03-08")["results"]
+    assert week == [bar for bar in year if ny_midnight_ms(date(2024, 3, 4)) <= bar["t"]][:5]
+    other = aggs(market, "ORCL", "1/day", "2024-03-04", "2024-03-08")["results"]
+    assert [bar["c"] for bar in other] != [bar["c"] for bar in week]
+
+
+def test_missing_sessions_leave_gaps_at_every_timeframe(market: PolygonSimulator) -> None:
+    # IBM's one missing session of 2024 is 1 February: 252 NYSE sessions, 251 daily bars.
+    daily = aggs(market, "IBM", "1/day", "2024-01-01", "2024-12-31")["results"]
+    stamps = {bar["t"] for bar in daily}
+    sessions = trading_days(date(2024, 1, 1), date(2024, 12, 31))
+    assert (len(sessions), len(daily)) == (252, 251)
+    assert [day for day in sessions if ny_midnight_ms(day) not in stamps] == [date(2024, 2, 1)]
+    assert aggs(market, "IBM", "1/hour", "2024-02-01", "2024-02-01")["resultsCount"] == 0
+    assert aggs(market, "IBM", "1/hour", "2024-02-02", "2024-02-02")["resultsCount"] == 7
+    grouped = get(market, "/v2/aggs/grouped/locale/us/market/stocks/2024-02-01").json()
+    assert "IBM" not in {row["T"] for row in grouped["results"]}
+
+
+def test_flawed_bars_get_the_flags_validation_gives_them(market: PolygonSimulator) -> None:
+    def flagged(ticker: str, asset_class: str) -> dict[date, list[str]]:
+        bars = [
+            SimpleNamespace(**bar)
+            for bar in aggs(market, ticker, "1/day", "2024-01-01", "2024-12-31")["results"]
+        ]
+        masks = validate_bars(
+            bars, timeframe="1d", asset_class=asset_class, thresholds=Thresholds()
+        )
+        zone = UTC if asset_class == "crypto" else NEW_YORK
+        return {
+            datetime.fromtimestamp(bar.t / 1000, tz=zone).date(): flag_names(mask)
+            for bar, mask in zip(bars, masks, strict=True)
+            if mask
+        }
+
+    # IBM: a twenty-fold volume on 10 October, a close half as high again on 9 December that
+    # the next session's open drops back from.
+    assert flagged("IBM", "stock") == {
+        date(2024, 10, 10): ["volume_spike"],
+        date(2024, 12, 9): ["price_jump"],
+        date(2024, 12, 10): ["price_jump"],
+    }
+    # ORCL: a high below the close on 15 October (the one severe flaw) and a volume spike.
+    assert flagged("ORCL", "stock") == {
+        date(2024, 10, 15): ["ohlc_inconsistent"],
+        date(2024, 12, 20): ["volume_spike"],
+    }
+    assert flagged("X:BTCUSD", "crypto") == {
+        date(2024, 1, 16): ["ohlc_inconsistent"],
+        date(2024, 9, 28): ["ohlc_inconsistent"],
+    }
+
+
+def test_the_core_universe_is_clean_unless_any_ticker_is_asked_for(
+    sim: PolygonSimulator, market: PolygonSimulator
+) -> None:
+    # AAPL's local-market year misses 11 November; the default simulator's does not.
+    assert aggs(sim, "AAPL", "1/day", "2024-01-01", "2024-12-31")["resultsCount"] == 252
+    assert aggs(market, "AAPL", "1/day", "2024-01-01", "2024-12-31")["resultsCount"] == 251
+
+
+def test_some_tickers_have_a_split_of_their_own(market: PolygonSimulator) -> None:
+    body = get(market, SPLITS, ticker="KO").json()
+    assert_matches_spec(SPLITS, body)
+    assert [
+        (row["ticker"], row["execution_date"], row["split_from"], row["split_to"])
+        for row in body["results"]
+    ] == [("KO", "2010-03-10", 1.0, 2.0)]
+    assert get(market, SPLITS, ticker="IBM").json()["results"] == []
+    # Before the split, adjusted prices are the traded ones halved; after it they agree.
+    before = {
+        adjusted: aggs(market, "KO", "1/day", "2010-03-09", "2010-03-10", adjusted=adjusted)[
+            "results"
+        ]
+        for adjusted in ("true", "false")
+    }
+    assert before["true"][0]["c"] == pytest.approx(before["false"][0]["c"] / 2, abs=1e-4)
+    assert before["true"][1]["c"] == before["false"][1]["c"]
+    # Once asked about, a ticker's split is in the unfiltered listing, as the planner reads it.
+    listed = get(market, SPLITS, **{"execution_date.gte": "2010-01-01", "limit": "1000"}).json()
+    assert ("KO", "2010-03-10") in {(r["ticker"], r["execution_date"]) for r in listed["results"]}
+
+
+def test_the_default_simulator_derives_no_splits(sim: PolygonSimulator) -> None:
+    sim.add_ticker("KO")
+    assert get(sim, SPLITS, ticker="KO").json()["results"] == []
 
 
 def test_added_tickers_are_served(sim: PolygonSimulator) -> None:
@@ -700,22 +828,54 @@ def test_starting_twice_is_an_error(sim: PolygonSimulator) -> None:
         sim.start()
 
 
-def test_the_command_line_serves_until_interrupted() -> None:
-    with subprocess.Popen(
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    ("stop_signal", "inherited"),
+    [
+        (signal.SIGINT, None),
+        # What a shell's `command &` does; Python then installs no KeyboardInterrupt handler.
+        (signal.SIGINT, _ignore_sigint),
+        (signal.SIGTERM, None),
+    ],
+    ids=["sigint", "sigint-ignored-by-the-parent", "sigterm"],
+)
+def test_the_command_line_serves_until_interrupted(
+    stop_signal: signal.Signals, inherited: Any
+) -> None:
+    process = subprocess.Popen(
         [sys.executable, "-m", "devtools.polygon_sim", "--port", "0", "--page-size", "2"],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    ) as process:
-        try:
-            assert process.stdout is not None
-            banner = process.stdout.readline()
-            url = banner.split(" on ", 1)[1].split(" ", 1)[0]
-            assert url.startswith("http://127.0.0.1:")
-            body = requests.get(url + DAILY, timeout=5).json()
-            assert body["resultsCount"] == 2
-            assert body["next_url"].startswith(url)
-        finally:
-            process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=10) == 0
+        preexec_fn=inherited,  # only a signal disposition, set before exec
+    )
+    try:
+        assert process.stdout is not None
+        banner = _first_line_within(process, seconds=20)
+        url = banner.split(" on ", 1)[1].split(" ", 1)[0]
+        assert url.startswith("http://127.0.0.1:")
+        body = requests.get(url + DAILY, timeout=5).json()
+        assert body["resultsCount"] == 2
+        assert body["next_url"].startswith(url)
+        process.send_signal(stop_signal)
+        assert process.wait(timeout=10) == 0
+    finally:
+        # Bounded whatever happened above: a process that did not stop is killed, not waited on.
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def _first_line_within(process: subprocess.Popen[str], *, seconds: float) -> str:
+    """The process's first line of output, or a failure once `seconds` have passed."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], seconds)
+    if not ready:
+        pytest.fail(f"no banner within {seconds} s")
+    return process.stdout.readline()

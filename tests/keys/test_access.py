@@ -143,7 +143,5 @@ def test_a_cached_key_is_verified_without_the_database(set_env, unreachable_data
     assert previous == access.Credential(status(), access.PREVIOUS)
     assert by_id == status()
     # Without the cached entry the same lookup has to ask the (unreachable) database.
-    with pytest.raises(
-        DatabaseUnavailable, match=r'^cannot connect to database "nowhere" on 127\.0\.0\.1:1: '
-    ):
+    with pytest.raises(DatabaseUnavailable, match=r"^the database is unavailable; retry shortly$"):
         access.status_by_id(7)

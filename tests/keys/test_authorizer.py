@@ -175,12 +175,20 @@ def test_the_scheme_is_case_insensitive(client, pinned_db):
     assert response.status_code == 200
 
 
-def test_an_unreachable_database_is_500_not_a_bad_key(client):
+def test_an_unreachable_database_is_503_not_a_bad_key(client):
     db.set_database(db.Database("postgresql://mdw@127.0.0.1:1/nowhere", connect_timeout=1))
 
     response = client.http.get(READ_ROUTE, headers={"Authorization": f"Bearer {VALID_LOOKING}"})
 
-    assert response.status_code == 500
+    # The same status, body and Retry-After as the template's AUTHORIZER_FAILURE response.
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json_body == {
+        "error": {
+            "code": "service_unavailable",
+            "message": "the API key could not be checked right now; retry shortly",
+        }
+    }
 
 
 # --- the Lambda-shaped event -----------------------------------------------------------------

@@ -371,7 +371,7 @@ def test_a_connection_lost_during_the_status_check_is_503_in_the_one_body(pinned
     assert body_of(response) == {
         "error": {
             "code": "database_unavailable",
-            "message": "the API key could not be checked: the database is unavailable",
+            "message": "the database is unavailable; retry shortly",
         }
     }
 

@@ -136,7 +136,11 @@ BAD_CREATE_BODIES = [
         "Expected `str` matching regex",
         id="sql-injection-name",
     ),
-    pytest.param({"name": "x", "scopes": ["write"]}, "Invalid enum value 'write'", id="scope"),
+    pytest.param(
+        {"name": "x", "scopes": ["write"]},
+        "scopes[0] must be one of read, admin; got 'write'",
+        id="scope",
+    ),
     pytest.param({"name": "x", "scopes": []}, "length >= 1", id="no-scopes"),
     pytest.param({"name": "x"}, "missing required field `scopes`", id="missing-scopes"),
     pytest.param(
@@ -399,7 +403,11 @@ def test_update_changes_only_the_fields_sent_and_null_clears(client, pinned_db, 
         pytest.param({"active": "no"}, "Expected `bool`", id="wrong-type"),
         pytest.param({"enabled": False}, "unknown field `enabled`", id="unknown-field"),
         pytest.param({"name": ""}, "length >= 1", id="empty-name"),
-        pytest.param({"scopes": ["root"]}, "Invalid enum value 'root'", id="unknown-scope"),
+        pytest.param(
+            {"scopes": ["root"]},
+            "scopes[0] must be one of read, admin; got 'root'",
+            id="unknown-scope",
+        ),
         pytest.param(
             {"expires_at": "2001-01-01T00:00:00Z"}, "must be in the future", id="past-expiry"
         ),
@@ -603,7 +611,12 @@ def test_audit_filters_by_status_route_event_and_time(client, pinned_db, admin):
         pytest.param("limit=many", "Expected `int`", id="limit-not-a-number"),
         pytest.param("status=42", ">= 100", id="status-out-of-range"),
         pytest.param("since=yesterday", "Invalid RFC3339", id="since-not-a-time"),
-        pytest.param("event=login", "Invalid enum value 'login'", id="unknown-event"),
+        pytest.param(
+            "event=login",
+            "event must be one of request, auth_failed, created, updated, revoked, restored, "
+            "rotated, deleted; got 'login'",
+            id="unknown-event",
+        ),
         pytest.param("sort=asc", "unknown field `sort`", id="unknown-parameter"),
         pytest.param("cursor=not-a-cursor", "cursor is not valid", id="garbage-cursor"),
         pytest.param("cursor=MTAuMGJhZGJhZGJhZGJhZGJhZA", "cursor is not valid", id="forged"),

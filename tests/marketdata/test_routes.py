@@ -32,6 +32,20 @@ def bar_count(conn: db.Connection) -> int:
     return int(row[0])
 
 
+def set_backfill_state(
+    conn: db.Connection,
+    symbol: str,
+    timeframe: str,
+    status: str,
+    last_backfill: datetime | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO backfill_state (symbol, timeframe, status, last_backfill)"
+        " VALUES (%s, %s, %s, %s)",
+        (symbol, timeframe, status, last_backfill),
+    )
+
+
 # --- /api/v1/historical/{symbol} ---------------------------------------------------------------
 
 
@@ -176,6 +190,7 @@ def test_historical_minute_bars_allow_larger_pages(
     client: Any, pinned_db: db.Connection, reader: dict[str, str]
 ) -> None:
     make_symbol(pinned_db, "AAPL", timeframes=["1m"])
+    set_backfill_state(pinned_db, "AAPL", "1m", "completed", datetime(2024, 3, 2, tzinfo=UTC))
 
     response = get(
         client, f"/api/v1/historical/AAPL?timeframe=1m&limit={MAX_PAGE_LIMIT + 1}", reader
@@ -183,6 +198,99 @@ def test_historical_minute_bars_allow_larger_pages(
 
     assert response.status_code == 200
     assert response.json_body["count"] == 0
+
+
+def test_an_unknown_timeframe_is_400_listing_the_allowed_ones(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+
+    response = get(client, "/api/v1/historical/AAPL?timeframe=2d", reader)
+
+    assert response.status_code == 400
+    assert response.json_body == {
+        "error": {
+            "code": "bad_request",
+            "message": "invalid query parameter: timeframe must be one of "
+            "1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w; got '2d'",
+            "details": {
+                "field": "timeframe",
+                "allowed": ["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"],
+            },
+        }
+    }
+
+
+def test_an_untracked_timeframe_is_404_naming_the_tracked_ones(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL", timeframes=["1d", "1w"])
+    set_backfill_state(pinned_db, "AAPL", "1d", "completed", datetime(2024, 3, 2, tzinfo=UTC))
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 2))
+
+    response = get(client, "/api/v1/historical/AAPL?timeframe=1h", reader)
+
+    assert response.status_code == 404
+    assert response.json_body == {
+        "error": {
+            "code": "not_found",
+            "message": "AAPL is not tracked at 1h; its timeframes are 1d, 1w (an admin can "
+            "add 1h with PUT /api/v1/admin/symbols/AAPL)",
+            "details": {"symbol": "AAPL", "timeframe": "1h", "tracked_timeframes": ["1d", "1w"]},
+        }
+    }
+
+
+def test_bars_kept_from_a_timeframe_no_longer_tracked_are_still_served(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL", timeframes=["1w"])
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 2))
+
+    response = get(client, "/api/v1/historical/AAPL?timeframe=1d", reader)
+
+    assert response.status_code == 200
+    assert response.json_body["count"] == 2
+
+
+@pytest.mark.parametrize("state", [None, "pending", "in_progress", "failed"])
+def test_a_timeframe_never_backfilled_is_404_saying_so(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], state: str | None
+) -> None:
+    make_symbol(pinned_db, "IBM")
+    if state is not None:
+        set_backfill_state(pinned_db, "IBM", "1d", state)
+
+    response = get(client, "/api/v1/historical/ibm?start=2024-01-01", reader)
+
+    assert response.status_code == 404
+    shown = state or "pending"
+    assert response.json_body == {
+        "error": {
+            "code": "not_found",
+            "message": f"IBM has no 1d bars yet: its first backfill has not completed (backfill "
+            f"status {shown}). Bars arrive with the next scheduled backfill; an admin can "
+            "start one now with POST /api/v1/admin/symbols/IBM/backfill",
+            "details": {"symbol": "IBM", "timeframe": "1d", "backfill_status": shown},
+        }
+    }
+
+
+def test_a_backfilled_range_without_bars_is_an_empty_200(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    # A completed backfill that found nothing (a ticker listed yesterday) and a range with no
+    # sessions in it are both real answers: nothing traded.
+    make_symbol(pinned_db, "NEW")
+    set_backfill_state(pinned_db, "NEW", "1d", "completed", datetime(2024, 3, 2, tzinfo=UTC))
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 2))
+
+    new = get(client, "/api/v1/historical/NEW", reader)
+    weekend = get(client, "/api/v1/historical/AAPL?start=2023-12-30&end=2023-12-31", reader)
+
+    assert (new.status_code, new.json_body["count"]) == (200, 0)
+    assert (weekend.status_code, weekend.json_body["count"]) == (200, 0)
 
 
 def test_historical_without_key_is_401(client: Any, pinned_db: db.Connection) -> None:
@@ -277,6 +385,26 @@ def test_status_reports_backfill_states_stalest_symbol_last_run_and_validation(
     assert body["bars"] == 4
     assert body["validated_bars"] == 3
     assert body["validation_rate"] == 0.75
+
+
+def test_status_counts_every_tracked_timeframe_pending_included(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL", timeframes=["1d", "1h", "1w"])
+    make_symbol(pinned_db, "IBM", timeframes=["1d", "4h"])  # just added: no state rows yet
+    make_symbol(pinned_db, "OLD", timeframes=["1d"], active=False)
+    set_backfill_state(pinned_db, "AAPL", "1d", "completed", datetime(2024, 3, 2, tzinfo=UTC))
+    set_backfill_state(pinned_db, "AAPL", "1h", "failed")
+    set_backfill_state(pinned_db, "AAPL", "1m", "completed")  # no longer tracked
+    set_backfill_state(pinned_db, "OLD", "1d", "completed")  # inactive symbol
+
+    body = get(client, "/api/v1/status", reader).json_body
+
+    assert body["symbols"]["timeframes_by_backfill_status"] == {
+        "completed": 1,
+        "failed": 1,
+        "pending": 3,
+    }
 
 
 def test_status_on_an_empty_warehouse(

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from chalicelib import db
-from chalicelib.errors import ConfigError, ServiceUnavailable
+from chalicelib.errors import ConfigError, DatabaseUnavailable, ServiceUnavailable
 from chalicelib.keys import repository as keys_repository
 from chalicelib.ops import archive
 
@@ -172,7 +172,7 @@ def test_a_database_failure_loses_and_duplicates_nothing(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(keys_repository, name, second_call_fails)
-    with pytest.raises(psycopg.OperationalError):
+    with pytest.raises(DatabaseUnavailable):
         archive.run_archive(now=NOW)
     monkeypatch.setattr(keys_repository, name, real)
 

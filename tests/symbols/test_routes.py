@@ -116,6 +116,50 @@ def test_add_unknown_ticker_is_422(
     assert symbol_count(pinned_db) == 0
 
 
+@pytest.fixture
+def local_market(set_env: Callable[..., None]) -> Iterator[PolygonSimulator]:
+    """The simulator as `make run` starts it: any well-formed ticker but the unknown set."""
+    with PolygonSimulator(api_key=SIM_KEY, accept_any_ticker=True) as sim:
+        set_env(POLYGON_BASE_URL=sim.url, POLYGON_API_KEY=SIM_KEY, POLYGON_MAX_RPM=None)
+        yield sim
+
+
+@pytest.mark.parametrize(
+    ("body", "symbol", "provider_ticker"),
+    [
+        ({"symbol": "IBM", "asset_class": "stock"}, "IBM", "IBM"),
+        ({"symbol": "AVAX-USD", "asset_class": "crypto"}, "AVAX", "X:AVAXUSD"),
+    ],
+)
+def test_any_ticker_can_be_added_locally(
+    client: Any,
+    pinned_db: db.Connection,
+    admin: dict[str, str],
+    local_market: PolygonSimulator,
+    body: dict[str, str],
+    symbol: str,
+    provider_ticker: str,
+) -> None:
+    response = post(client, "/api/v1/admin/symbols", admin, body)
+
+    assert response.status_code == 201
+    assert response.json_body["symbol"] == symbol
+    assert [r.path for r in local_market.requests] == [f"/v3/reference/tickers/{provider_ticker}"]
+
+
+def test_the_local_market_still_refuses_its_unknown_tickers(
+    client: Any, pinned_db: db.Connection, admin: dict[str, str], local_market: PolygonSimulator
+) -> None:
+    response = post(
+        client, "/api/v1/admin/symbols", admin, {"symbol": "NOSUCH", "asset_class": "stock"}
+    )
+
+    assert response.status_code == 422
+    assert response.json_body["error"]["code"] == "unprocessable"
+    assert "NOSUCH" in response.json_body["error"]["message"]
+    assert symbol_count(pinned_db) == 0
+
+
 @pytest.mark.parametrize("fault", ["unauthorized", "forbidden"])
 def test_add_when_provider_refuses_the_key_is_503_without_the_key(
     client: Any,
