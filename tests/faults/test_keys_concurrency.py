@@ -1,44 +1,24 @@
-"""API keys under concurrency, against a PostgreSQL of the test's own and a real threaded
-`chalice local`: listings beside changes and reads never deadlock or fail, and a burst on a
-rate-limited key never gets more than the limit through one container."""
+"""API keys under concurrency, against a PostgreSQL of the test's own (whose log shows any
+deadlock, detected after 100 ms) and a real threaded `chalice local` (tests/faults/conftest.py):
+listings beside changes and reads never deadlock or fail, and a burst on a rate-limited key
+never gets more than the limit through one container."""
 
 from __future__ import annotations
 
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import psycopg
-import pytest
 
 from tests.factories import make_admin_key, make_key
-from tests.keys.processes import (
-    Answer,
-    AppServer,
-    LoggedPostgres,
-    app_servers,
-    call,
-    own_postgres,
-)
+from tests.faults.servers import Answer, AppServer, FaultyPostgres, call
 
 KEYS = "/api/v1/admin/api-keys"
 # Each request has this long; the whole run is a fixed number of requests.
 REQUEST_TIMEOUT = 30.0
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[LoggedPostgres]:
-    with own_postgres() as server:
-        yield server
-
-
-@pytest.fixture
-def app_server(postgres: LoggedPostgres, tmp_path: Path) -> Iterator[Callable[..., AppServer]]:
-    with app_servers(postgres, tmp_path) as start:
-        yield start
 
 
 def run_all(calls: list[Callable[[], Answer]], *, workers: int) -> list[Answer]:
@@ -48,9 +28,9 @@ def run_all(calls: list[Callable[[], Answer]], *, workers: int) -> list[Answer]:
 
 
 def test_concurrent_listings_changes_and_reads_answer_without_errors_or_deadlocks(
-    postgres: LoggedPostgres, app_server: Callable[..., AppServer]
+    postgres: FaultyPostgres, app_server: Callable[..., AppServer]
 ):
-    with psycopg.connect(postgres.app_url, autocommit=True) as conn:
+    with psycopg.connect(postgres.app_url(), autocommit=True) as conn:
         admin = make_admin_key(conn, name="concurrency-admin").raw_key
         readers = [make_key(conn, name=f"reader-{n}").raw_key for n in range(6)]
         victims = [make_key(conn, name=f"victim-{n}").key.id for n in range(3)]
@@ -60,7 +40,7 @@ def test_concurrent_listings_changes_and_reads_answer_without_errors_or_deadlock
     done = threading.Event()
 
     def settled_usage() -> None:
-        with psycopg.connect(postgres.app_url, autocommit=True) as conn:
+        with psycopg.connect(postgres.app_url(), autocommit=True) as conn:
             while not done.is_set():
                 conn.execute(
                     "INSERT INTO api_key_audit (key_id, occurred_at, event)"
@@ -116,7 +96,7 @@ def test_concurrent_listings_changes_and_reads_answer_without_errors_or_deadlock
     assert "deadlock detected" not in log
     assert "could not serialize" not in log
     # Every answered request has its audit row: one each, no more.
-    with psycopg.connect(postgres.app_url, autocommit=True) as conn:
+    with psycopg.connect(postgres.app_url(), autocommit=True) as conn:
         audited = conn.execute(
             "SELECT count(*) FROM api_key_audit WHERE event = 'request' AND method IS NOT NULL"
         ).fetchone()
@@ -124,10 +104,10 @@ def test_concurrent_listings_changes_and_reads_answer_without_errors_or_deadlock
 
 
 def test_a_burst_on_a_rate_limited_key_gets_exactly_the_limit_through(
-    postgres: LoggedPostgres, app_server: Callable[..., AppServer]
+    postgres: FaultyPostgres, app_server: Callable[..., AppServer]
 ):
     limit = 20
-    with psycopg.connect(postgres.app_url, autocommit=True) as conn:
+    with psycopg.connect(postgres.app_url(), autocommit=True) as conn:
         created = make_key(conn, name="burst", rate_limit_per_minute=limit)
     server = app_server(AUTH_CACHE_TTL_SECONDS="60")
     # Warm the authorizer's and the middleware's caches with one request, so the burst races
@@ -147,7 +127,7 @@ def test_a_burst_on_a_rate_limited_key_gets_exactly_the_limit_through(
     refused = [answer for answer in answers if answer.status == 429]
     assert {answer.body["error"]["code"] for answer in refused} == {"rate_limited"}
     assert all(1 <= int(answer.headers["Retry-After"]) <= 60 for answer in refused)
-    with psycopg.connect(postgres.app_url, autocommit=True) as conn:
+    with psycopg.connect(postgres.app_url(), autocommit=True) as conn:
         rows = conn.execute(
             "SELECT coalesce(reason, 'served'), count(*) FROM api_key_audit"
             " WHERE key_id = %s AND event = 'request' GROUP BY 1 ORDER BY 1",

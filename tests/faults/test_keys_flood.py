@@ -4,31 +4,23 @@ the request (a PostgreSQL of the test's own, a real `chalice local`)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import psycopg
-import pytest
 
 from chalicelib.keys import access, tokens
 from tests.factories import make_key
-from tests.keys.processes import LoggedPostgres, app_servers, call, own_postgres
+from tests.faults.servers import AppServer, FaultyPostgres, call
 
 UNKNOWN_KEYS = 2_000
 WORKERS = 8
 
 
-@pytest.fixture
-def postgres() -> Iterator[LoggedPostgres]:
-    with own_postgres() as server:
-        yield server
-
-
 def test_two_thousand_unknown_well_formed_keys_are_refused_in_a_few_rows(
-    postgres: LoggedPostgres, tmp_path: Path
+    postgres: FaultyPostgres, app_server: Callable[..., AppServer]
 ):
-    with psycopg.connect(postgres.app_url, autocommit=True) as conn:
+    with psycopg.connect(postgres.app_url(), autocommit=True) as conn:
         revoked = make_key(conn, name="revoked-one")
         conn.execute("UPDATE api_keys SET active = false WHERE id = %s", (revoked.key.id,))
         rows_before = conn.execute("SELECT count(*) FROM api_key_audit").fetchone()
@@ -36,21 +28,20 @@ def test_two_thousand_unknown_well_formed_keys_are_refused_in_a_few_rows(
     assert all(tokens.is_well_formed(key) for key in made_up)
     assert len({tokens.display_prefix(key) for key in made_up}) > access.REFUSAL_PREFIXES_PER_MINUTE
 
-    with app_servers(postgres, tmp_path) as start:
-        server = start()
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            answers = list(
-                pool.map(
-                    lambda key: call(f"{server.url}/api/v1/symbols", key=key, timeout=30),
-                    made_up,
-                )
+    server = app_server()
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        answers = list(
+            pool.map(
+                lambda key: call(f"{server.url}/api/v1/symbols", key=key, timeout=30),
+                made_up,
             )
-        # A known key that is refused still gets a row of its own, every time.
-        known = [call(f"{server.url}/api/v1/symbols", key=revoked.raw_key) for _ in range(3)]
+        )
+    # A known key that is refused still gets a row of its own, every time.
+    known = [call(f"{server.url}/api/v1/symbols", key=revoked.raw_key) for _ in range(3)]
 
     assert Counter(answer.status for answer in answers) == Counter({401: UNKNOWN_KEYS})
     assert [answer.status for answer in known] == [401, 401, 401]
-    with psycopg.connect(postgres.app_url, autocommit=True) as conn:
+    with psycopg.connect(postgres.app_url(), autocommit=True) as conn:
         minutes, rows, attempts, overflow = conn.execute(
             "SELECT count(DISTINCT aggregate_minute), count(*), sum(attempts),"
             " count(*) FILTER (WHERE key_prefix IS NULL)"

@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
 from tests.factories import make_key
-from tests.keys.processes import app_servers, own_postgres
+from tests.faults.servers import AppServer, FaultyPostgres
 
 # Clear the screen, a bell, a CSI in its one-byte C1 form, a bidi override, then text.
 HOSTILE = "\x1b[2J\x07\u009b31m\u202eXYZ"
@@ -43,30 +44,30 @@ def raw_controls(text: str) -> list[str]:
     ]
 
 
-def test_an_escape_sequence_path_is_kept_in_the_audit_log_and_printed_escaped(tmp_path: Path):
-    with own_postgres() as postgres:
-        with psycopg.connect(postgres.app_url, autocommit=True) as conn:
-            created = make_key(conn, name="terminal")
-        with app_servers(postgres, tmp_path) as start:
-            server = start()
-            status = raw_get(server.port, f"/api/v1/historical/{HOSTILE}", created.raw_key)
-        with psycopg.connect(postgres.app_url, autocommit=True) as conn:
-            stored = conn.execute(
-                "SELECT path FROM api_key_audit WHERE key_id = %s AND event = 'request'",
-                (created.key.id,),
-            ).fetchall()
-        env = {**os.environ, "DATABASE_URL": postgres.app_url}
-        mdw = str(Path(sys.executable).parent / "mdw")
-        printed = [
-            subprocess.run(
-                [mdw, "keys", "audit", str(created.key.id), *options],
-                env=env,
-                capture_output=True,
-                timeout=60,
-                check=True,
-            ).stdout.decode()
-            for options in ([], ["--json"])
-        ]
+def test_an_escape_sequence_path_is_kept_in_the_audit_log_and_printed_escaped(
+    postgres: FaultyPostgres, app_server: Callable[..., AppServer]
+):
+    with psycopg.connect(postgres.app_url(), autocommit=True) as conn:
+        created = make_key(conn, name="terminal")
+    server = app_server()
+    status = raw_get(server.port, f"/api/v1/historical/{HOSTILE}", created.raw_key)
+    with psycopg.connect(postgres.app_url(), autocommit=True) as conn:
+        stored = conn.execute(
+            "SELECT path FROM api_key_audit WHERE key_id = %s AND event = 'request'",
+            (created.key.id,),
+        ).fetchall()
+    env = {**os.environ, "DATABASE_URL": postgres.app_url()}
+    mdw = str(Path(sys.executable).parent / "mdw")
+    printed = [
+        subprocess.run(
+            [mdw, "keys", "audit", str(created.key.id), *options],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        ).stdout.decode()
+        for options in ([], ["--json"])
+    ]
 
     assert status == 400  # not a ticker; the request still has its audit row
     # The local server reads the request line as Latin-1: each UTF-8 byte is a character, so
