@@ -160,6 +160,33 @@ def report(module: str, mutants: list[Mutant]) -> str:
 # Mutants no test can tell from the original, by (operator, the line as written): the module
 # behaves identically. Listed with the reason; docs/TESTING.md repeats them.
 EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
+    "chalicelib/sqlsplit.py": {
+        (
+            "core/ReplaceBinaryOperator_Add_Mul",
+            "i = n if end == -1 else end + 1",
+        ): "end * 1 stops on the newline, which the next step reads as whitespace",
+        (
+            "core/ReplaceBinaryOperator_Add_Pow",
+            "i = n if end == -1 else end + 1",
+        ): "as for Add_Mul",
+        (
+            "core/ReplaceComparisonOperator_Eq_LtE",
+            "i = n if end == -1 else end + 1",
+        ): "find returns -1 or an index: <= -1 is == -1",
+        (
+            "core/ReplaceComparisonOperator_Eq_Is",
+            "if ch == quote:",
+        ): "one-character strings are one object each in CPython",
+        (
+            "core/ReplaceComparisonOperator_Lt_NotEq",
+            "while i < n:",
+        ): "no step moves the index past n, so it reaches n exactly",
+        (
+            "core/ReplaceComparisonOperator_Eq_GtE",
+            'elif ch == "$" and not _continues_word(sql, i) and '
+            "(tag := _DOLLAR_TAG.match(sql, i)):",
+        ): "the tag pattern itself must match a $ at that position",
+    },
     "chalicelib/marketdata/cursor.py": {
         (
             "core/ReplaceBinaryOperator_Mul_Div",

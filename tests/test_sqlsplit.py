@@ -166,3 +166,25 @@ def test_postgresql_reads_the_statements_the_splitter_finds(oracle, statements, 
 
     assert one_by_one == expected
     assert whole == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        pytest.param("SELECT 'a'", ["SELECT 'a'"], id="closing-quote-last"),
+        pytest.param('SELECT "a"', ['SELECT "a"'], id="closing-identifier-quote-last"),
+        pytest.param("SELECT 1 -- c\n;SELECT 2", ["SELECT 1 -- c", "SELECT 2"], id="after-comment"),
+        # A doubled quote inside an escape string does not end it: the \' after it is escaped.
+        pytest.param(
+            r"SELECT E'it''s \' ;'; SELECT 2", [r"SELECT E'it''s \' ;'", "SELECT 2"], id="e-doubled"
+        ),
+        # `time'…'` is a typed literal: a standard string, though the type name ends in e.
+        pytest.param(r"SELECT time'a\'; SELECT 2", [r"SELECT time'a\'", "SELECT 2"], id="typed"),
+        pytest.param(r"E'it\'s'; SELECT 2", [r"E'it\'s'", "SELECT 2"], id="e-string-first"),
+        pytest.param(r"'x\'; SELECT 1 AS e", [r"'x\'", "SELECT 1 AS e"], id="e-at-the-end"),
+        pytest.param("/* " + "x" * 300, [], id="long-unterminated-comment"),
+        pytest.param("SELECT 1; " + "-- " + "x" * 300, ["SELECT 1"], id="long-line-comment"),
+    ],
+)
+def test_boundaries_of_quotes_and_comments(sql, expected):
+    assert split_statements(sql) == expected
