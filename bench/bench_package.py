@@ -75,8 +75,10 @@ def run() -> str:
             package.extractall(task_root)
         unzipped = _size(task_root)
         largest = sorted(
-            ((_size(path) if path.is_dir() else path.stat().st_size, path.name)
-             for path in task_root.iterdir()),
+            (
+                (_size(path) if path.is_dir() else path.stat().st_size, path.name)
+                for path in task_root.iterdir()
+            ),
             reverse=True,
         )[:6]
         commands = {name: _import_command(python, task_root, name) for name in [BASELINE, *modules]}
@@ -88,7 +90,9 @@ def run() -> str:
                 samples[name].append(_time(command, env))
         version = subprocess.run(
             [python, "-c", "import sys; print(sys.version.split()[0])"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     medians = {name: statistics.median(values) for name, values in samples.items()}
     base = medians[BASELINE]

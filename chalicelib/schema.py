@@ -65,6 +65,8 @@ EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
         "request_id",
         "key_prefix",
         "reason",
+        "attempts",
+        "aggregate_minute",
     ),
     "tracked_symbols": (
         "symbol",
@@ -135,6 +137,8 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "api_key_audit_key_id_id_idx",
     "api_key_audit_occurred_at_idx",
     "api_key_audit_rate_window_idx",
+    "api_key_audit_requests_idx",
+    "api_key_audit_refusal_minute_key",
     "tracked_symbols_pkey",
     "bars_pkey",
     "backfill_runs_symbol_timeframe_idx",

@@ -38,6 +38,10 @@ REASON_SCOPE = "scope_not_allowed"
 REASON_SOURCE_IP = "source_ip_not_allowed"
 REASON_RATE_LIMITED = "rate_limited"
 
+# Refusals of keys that do not exist are counted per minute; a minute records this many display
+# prefixes one by one, and counts the rest together (docs: API_KEY_MANAGEMENT.md).
+REFUSAL_PREFIXES_PER_MINUTE = 100
+
 KEY_CHECK_UNAVAILABLE = "the API key could not be checked: the database is unavailable"
 
 _MAX_CACHED = 10_000

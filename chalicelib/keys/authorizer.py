@@ -22,7 +22,6 @@ from chalice.app import AuthRequest, AuthRoute
 from chalicelib import db
 from chalicelib.errors import AppError
 from chalicelib.keys import access, repository, tokens
-from chalicelib.keys.models import EVENT_AUTH_FAILED
 from chalicelib.ops.observability import configure_logging
 from chalicelib.route_table import ROUTES
 
@@ -130,16 +129,27 @@ def _record_failure(
     log.info("API key refused: %s (key %s, %s %s)", reason, key_prefix, method or "-", path or "-")
     try:
         with db.connection() as conn:
-            repository.insert_audit_event(
-                conn,
-                event=EVENT_AUTH_FAILED,
-                key_id=key_id,
-                key_prefix=key_prefix,
-                reason=reason,
-                method=method,
-                path=path,
-                status_code=401,
-            )
+            if key_id is None:
+                # No key has this hash: counted in its minute's row, so a flood of made-up keys
+                # cannot grow the audit log by one row per attempt.
+                repository.record_unknown_key_refusal(
+                    conn,
+                    key_prefix=key_prefix,
+                    reason=reason,
+                    method=method,
+                    path=path,
+                    prefixes_per_minute=access.REFUSAL_PREFIXES_PER_MINUTE,
+                )
+            else:
+                repository.record_refusal(
+                    conn,
+                    key_id=key_id,
+                    key_prefix=key_prefix,
+                    reason=reason,
+                    method=method,
+                    route=None,
+                    path=path,
+                )
     except (AppError, psycopg.Error) as exc:
         # The refusal stands either way; only its audit row is lost, and the log says so.
         log.error("could not record a refused API key in the audit log: %s", type(exc).__name__)

@@ -8,6 +8,7 @@ restore or rotation within `AUTH_CACHE_TTL_SECONDS`.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -95,8 +96,48 @@ def _time(value: str | None, *, option: str) -> datetime | None:
     return validated_options({"since": value}, AuditQuery, options={"since": option}).since
 
 
+# Characters a terminal may act on rather than show: C0/C1 controls and DEL (Cc), invisible
+# format characters such as bidi overrides (Cf), and line/paragraph separators. JSON already
+# escapes C0 but leaves the others raw.
+_UNPRINTABLE = frozenset(("Cc", "Cf", "Zl", "Zp"))
+
+
+def _escaped_char(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """Text from a request (a path, a reason) as it may be printed: every control or format
+    character, and the backslash, written as a Python-style escape; everything else as is."""
+    return "".join(
+        "\\\\"
+        if char == "\\"
+        else _escaped_char(char)
+        if unicodedata.category(char) in _UNPRINTABLE
+        else char
+        for char in text
+    )
+
+
+def _utf16_escape(char: str) -> str:
+    units = char.encode("utf-16-be")
+    return "".join(f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))
+
+
+def _json_escaped(text: str) -> str:
+    # What JSON left raw (only ever inside strings) becomes its own \u escape, as UTF-16.
+    return "".join(
+        _utf16_escape(char) if char != "\n" and unicodedata.category(char) in _UNPRINTABLE else char
+        for char in text
+    )
+
+
 def _print_json(value: Any) -> None:
-    click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+    text = msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+    click.echo(_json_escaped(text))
 
 
 def _when(value: datetime | None, empty: str = "-") -> str:
@@ -331,13 +372,13 @@ def audit_command(
         _print_json(AuditPageOut(key_id=key_id, items=page.items, next_cursor=page.next_cursor))
         return
     for row in page.items:
-        what = f"{row.method} {row.path}" if row.method else ""
+        what = printable(f"{row.method} {row.path}") if row.method else ""
         status_text = str(row.status_code) if row.status_code is not None else ""
         latency = f"{row.latency_ms}ms" if row.latency_ms is not None else ""
         click.echo(
             f"{row.id:>8}  {_when(row.occurred_at)}  {row.event:11} {status_text:3} "
             f"{latency:>6}  {row.source_ip or '-':15} {what}"
-            + (f"  ({row.reason})" if row.reason else "")
+            + (f"  ({printable(row.reason)})" if row.reason else "")
         )
     if page.next_cursor:
         click.echo(f"more: --cursor {page.next_cursor}")

@@ -5,13 +5,16 @@ never sees the caller's address, so on every authorized request this re-checks t
 (from the in-container cache: no query while it is fresh), its scopes, its IP allow-list and
 its rate limit, and writes one audit row.
 
-Cost: one database round trip per request, after the view: the audit INSERT, which for a key
-with a rate limit also counts the key's last minute in the same statement. The rate-limit
-decision for the next request is taken from what that statement returned, so no query runs
-before the view. The window is shared through PostgreSQL, so the limit holds across
-containers; a container only learns of other containers' requests when it writes its own row,
-so each container can let one request beyond the limit through per window (docs:
-API_KEY_MANAGEMENT.md, "Rate limits").
+Cost: one database round trip per request, after the view: the audit INSERT (whose commit does
+not wait for the WAL flush), which for a key with a rate limit also counts the key's last
+minute in the same statement. No query runs before the view. The rate limit is decided twice:
+- in the container, under a lock, from the times of the requests it admitted in the last
+  minute, so however many threads race, one container never admits more than the limit in any
+  60 seconds;
+- across containers, from what the last audit statement counted in PostgreSQL: a container
+  only learns of other containers' requests when it writes its own row, so each container can
+  let one request beyond the limit through per window (docs: API_KEY_MANAGEMENT.md, "Rate
+  limits").
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -42,28 +46,48 @@ _MAX_PATH = 2048
 
 
 class RateLimiter:
-    """Per key: until when (monotonic) its window is full, as the last audit write said."""
+    """Per key: the times this container admitted its requests in the last window, and until
+    when (monotonic) the shared window is full, as the last audit write said."""
+
+    WINDOW_SECONDS = 60.0
 
     def __init__(self) -> None:
+        self._admitted: dict[int, deque[float]] = {}
         self._full_until: dict[int, tuple[int, float]] = {}
         self._lock = threading.Lock()
+        self._monotonic = time.monotonic
 
-    def seconds_blocked(self, key_id: int, limit: int) -> float:
-        """Seconds until the key may be served again (0: now). A changed limit starts over."""
-        entry = self._full_until.get(key_id)
-        if entry is None or entry[0] != limit:
+    def admit(self, key_id: int, limit: int) -> float:
+        """Take a slot now and return 0, or return the seconds until one frees (nothing taken).
+
+        Check and take happen under one lock: racing threads cannot both take the last slot.
+        """
+        with self._lock:
+            now = self._monotonic()
+            entry = self._full_until.get(key_id)
+            # A changed limit starts over: the shared count was measured against the old one.
+            if entry is not None and entry[0] == limit and entry[1] > now:
+                return entry[1] - now
+            admitted = self._admitted.setdefault(key_id, deque())
+            while admitted and admitted[0] <= now - self.WINDOW_SECONDS:
+                admitted.popleft()
+            if len(admitted) >= limit:
+                # The oldest admissions free their slots; the limit may have been lowered.
+                return admitted[len(admitted) - limit] + self.WINDOW_SECONDS - now
+            admitted.append(now)
             return 0.0
-        return max(0.0, entry[1] - time.monotonic())
 
     def observe(self, key_id: int, limit: int, *, used: int, seconds_until_slot: float) -> None:
+        """Learn the shared window from the audit statement (every container's requests)."""
         with self._lock:
             if used >= limit and seconds_until_slot > 0:
-                self._full_until[key_id] = (limit, time.monotonic() + seconds_until_slot)
+                self._full_until[key_id] = (limit, self._monotonic() + seconds_until_slot)
             else:
                 self._full_until.pop(key_id, None)
 
     def clear(self) -> None:
         with self._lock:
+            self._admitted.clear()
             self._full_until.clear()
 
 
@@ -115,12 +139,11 @@ def _record(
         )
         with db.connection() as conn:
             if event == EVENT_AUTH_FAILED:
-                repository.insert_audit_event(
+                repository.record_refusal(
                     conn,
-                    event=EVENT_AUTH_FAILED,
                     key_id=record.key_id,
                     key_prefix=record.key_prefix,
-                    reason=record.reason,
+                    reason=record.reason or access.REASON_DELETED,
                     method=record.method,
                     route=record.route,
                     path=record.path,
@@ -193,7 +216,7 @@ def enforce_key_policy(event: Request, get_response: Callable[[Request], Respons
 
     limit = status.rate_limit_per_minute
     if limit is not None:
-        wait = rate_limiter.seconds_blocked(key_id, limit)
+        wait = rate_limiter.admit(key_id, limit)
         if wait > 0:
             _record(record(429, access.REASON_RATE_LIMITED), status=status)
             return error_response(

@@ -104,6 +104,9 @@ class AuditRow(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str | None
     key_prefix: str | None
     reason: str | None
+    # How many attempts the row stands for: 1, or more on the per-minute row of refusals of
+    # keys that do not exist (those have no key_id, so no key's audit page shows them).
+    attempts: int = 1
 
 
 class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):

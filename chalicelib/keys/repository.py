@@ -11,6 +11,7 @@ from psycopg.rows import class_row
 
 from chalicelib.errors import Conflict
 from chalicelib.keys.models import (
+    EVENT_AUTH_FAILED,
     EVENT_REQUEST,
     ApiKey,
     AuditRow,
@@ -21,11 +22,24 @@ from chalicelib.keys.models import (
 
 Connection = psycopg.Connection[Any]
 
-KEY_COLUMNS = """
-    id, name, key_prefix, scopes, active, expires_at,
-    coalesce(allowed_cidrs::text[], '{}') AS allowed_cidrs, rate_limit_per_minute,
-    created_at, updated_at, last_used_at, request_count,
-    previous_key_prefix, previous_key_expires_at
+# Usage is the counters the archive job folded in, plus the request rows it has not folded yet
+# (above `usage_counted_through`), read through the partial index api_key_audit_requests_idx.
+# Reading it takes no lock and writes nothing, so listings cannot contend with each other or
+# with changes to a key (docs: API_KEY_MANAGEMENT.md, "Usage counters").
+_UNFOLDED_REQUESTS = f"""
+    FROM api_key_audit u
+    WHERE u.key_id = k.id AND u.event = '{EVENT_REQUEST}' AND u.id > k.usage_counted_through
+"""
+
+KEY_COLUMNS = f"""
+    k.id, k.name, k.key_prefix, k.scopes, k.active, k.expires_at,
+    coalesce(k.allowed_cidrs::text[], '{{}}') AS allowed_cidrs, k.rate_limit_per_minute,
+    k.created_at, k.updated_at,
+    greatest(k.last_used_at,
+             (SELECT u.occurred_at {_UNFOLDED_REQUESTS} ORDER BY u.id DESC LIMIT 1)
+    ) AS last_used_at,
+    k.request_count + (SELECT count(*) {_UNFOLDED_REQUESTS}) AS request_count,
+    k.previous_key_prefix, k.previous_key_expires_at
 """
 
 STATUS_COLUMNS = """
@@ -35,30 +49,32 @@ STATUS_COLUMNS = """
 
 AUDIT_COLUMNS = """
     id, key_id, occurred_at, event, method, route, path, status_code, latency_ms,
-    host(source_ip) AS source_ip, request_id, key_prefix, reason
+    host(source_ip) AS source_ip, request_id, key_prefix, reason, attempts
 """
 
 INSERT_KEY = f"""
-INSERT INTO api_keys (name, key_hash, key_prefix, scopes, expires_at, allowed_cidrs,
+INSERT INTO api_keys AS k (name, key_hash, key_prefix, scopes, expires_at, allowed_cidrs,
                       rate_limit_per_minute)
 VALUES (%(name)s, %(key_hash)s, %(key_prefix)s, %(scopes)s, %(expires_at)s,
         %(allowed_cidrs)s::cidr[], %(rate_limit_per_minute)s)
 RETURNING {KEY_COLUMNS}
 """
 
-SELECT_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = %(id)s"
+SELECT_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = %(id)s"
 
-SELECT_KEY_FOR_UPDATE = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = %(id)s FOR UPDATE"
+SELECT_KEY_FOR_UPDATE = f"""
+SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = %(id)s FOR UPDATE OF k
+"""
 
 # `active_only`: keys that would authenticate now (neither revoked nor expired).
 SELECT_KEYS = f"""
-SELECT {KEY_COLUMNS} FROM api_keys
-WHERE NOT %(active_only)s OR (active AND (expires_at IS NULL OR expires_at > now()))
-ORDER BY id
+SELECT {KEY_COLUMNS} FROM api_keys k
+WHERE NOT %(active_only)s OR (k.active AND (k.expires_at IS NULL OR k.expires_at > now()))
+ORDER BY k.id
 """
 
 UPDATE_KEY = f"""
-UPDATE api_keys
+UPDATE api_keys AS k
 SET name = %(name)s,
     scopes = %(scopes)s,
     active = %(active)s,
@@ -71,14 +87,14 @@ SET name = %(name)s,
         ELSE least(previous_key_expires_at, %(expires_at)s)
     END,
     updated_at = now()
-WHERE id = %(id)s
+WHERE k.id = %(id)s
 RETURNING {KEY_COLUMNS}
 """
 
 # The current key becomes the previous one until `previous_expires_at`; with no grace period
 # the old key is forgotten at once.
 ROTATE_KEY = f"""
-UPDATE api_keys
+UPDATE api_keys AS k
 SET previous_key_hash = CASE WHEN %(previous_expires_at)s::timestamptz IS NULL
                              THEN NULL ELSE key_hash END,
     previous_key_prefix = CASE WHEN %(previous_expires_at)s::timestamptz IS NULL
@@ -87,7 +103,7 @@ SET previous_key_hash = CASE WHEN %(previous_expires_at)s::timestamptz IS NULL
     key_hash = %(key_hash)s,
     key_prefix = %(key_prefix)s,
     updated_at = now()
-WHERE id = %(id)s
+WHERE k.id = %(id)s
 RETURNING {KEY_COLUMNS}
 """
 
@@ -95,6 +111,7 @@ DELETE_KEY = "DELETE FROM api_keys WHERE id = %(id)s RETURNING id"
 
 # A token is looked up by the current hash first (one unique-index probe: the common case),
 # and only when that finds nothing by the previous hash (a key in its rotation grace period).
+# (One statement for both, a UNION ALL with LIMIT 1, measured ~25% slower for the common case.)
 SELECT_STATUS_BY_HASH = f"SELECT {STATUS_COLUMNS} FROM api_keys WHERE key_hash = %(key_hash)s"
 
 SELECT_STATUS_BY_PREVIOUS_HASH = f"""
@@ -116,12 +133,29 @@ SELECT_NAMES_STARTING_WITH = """
 SELECT name FROM api_keys WHERE starts_with(name, %(prefix)s) ORDER BY name
 """
 
-INSERT_AUDIT_EVENT = """
+_AUDIT_INSERT_COLUMNS = """
 INSERT INTO api_key_audit (key_id, occurred_at, event, method, route, path, status_code,
                            latency_ms, source_ip, request_id, key_prefix, reason)
-VALUES (%(key_id)s, clock_timestamp(), %(event)s, %(method)s, %(route)s, %(path)s,
-        %(status_code)s, %(latency_ms)s, %(source_ip)s::inet, %(request_id)s, %(key_prefix)s,
-        %(reason)s)
+"""
+
+_AUDIT_VALUES = """
+%(key_id)s::bigint, clock_timestamp(), %(event)s, %(method)s, %(route)s, %(path)s,
+%(status_code)s::smallint, %(latency_ms)s::int, %(source_ip)s::inet, %(request_id)s,
+%(key_prefix)s, %(reason)s
+"""
+
+# A lifecycle row: written in the caller's transaction, as durable as the change it records.
+INSERT_AUDIT_EVENT = f"{_AUDIT_INSERT_COLUMNS} VALUES ({_AUDIT_VALUES})"
+
+# The audit row of a request, a statement of its own (autocommit). Its commit does not wait for
+# the WAL to reach disk: set_config(..., true) is SET LOCAL for this one statement's implicit
+# transaction, read when it commits. A crash of the database server can lose the last moments
+# of these rows (never a business write: those are other transactions); nothing is corrupted.
+# Run it only on its own, never inside a transaction that writes anything else.
+RELAXED_AUDIT_INSERT = f"""
+{_AUDIT_INSERT_COLUMNS}
+SELECT {_AUDIT_VALUES}
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
 """
 
 # A request of a key with a rate limit: write its audit row and, in the same round trip,
@@ -129,7 +163,7 @@ VALUES (%(key_id)s, clock_timestamp(), %(event)s, %(method)s, %(route)s, %(path)
 # them: all the decision needs). The CTE's INSERT is invisible to its own SELECT, hence + 1.
 RECORD_REQUEST_IN_WINDOW = f"""
 WITH recorded AS (
-    {INSERT_AUDIT_EVENT}
+    {RELAXED_AUDIT_INSERT}
     RETURNING occurred_at
 ), earlier AS (
     SELECT occurred_at FROM api_key_audit
@@ -150,6 +184,8 @@ SELECT
 # than the settle time are folded, and never past the first younger one: a row whose INSERT
 # has not committed yet is invisible here, and must not fall behind `usage_counted_through`.
 # The `counted_from` check makes a concurrent fold of the same key a no-op, not a double count.
+# Only the archive job folds; it locks the keys in id order, as a change to one key (which
+# locks that one row) cannot deadlock with it, nor can two folds with each other.
 FOLD_USAGE = f"""
 WITH cutoff AS (
     SELECT clock_timestamp() - make_interval(secs => %(settle_seconds)s) AS at
@@ -160,6 +196,8 @@ WITH cutoff AS (
               AND y.event = '{EVENT_REQUEST}' AND y.occurred_at >= cutoff.at) AS first_unsettled
     FROM api_keys k
     WHERE %(key_id)s::bigint IS NULL OR k.id = %(key_id)s
+    ORDER BY k.id
+    FOR UPDATE OF k
 ), pending AS (
     SELECT c.id, c.counted_from, count(*) AS requests, max(a.occurred_at) AS last_used,
            max(a.id) AS counted_through
@@ -175,6 +213,40 @@ SET request_count = k.request_count + p.requests,
     usage_counted_through = p.counted_through
 FROM pending p
 WHERE k.id = p.id AND k.usage_counted_through = p.counted_from
+"""
+
+# A refusal of a key that does not exist: one row per UTC minute, display prefix, reason and
+# source address, whose `attempts` counts them (an upsert), so a flood of made-up keys adds rows
+# by the minute, not by the request. A minute records at most `prefixes_per_minute` prefixes
+# one by one (made-up keys all have different ones); later new prefixes of that minute are
+# counted in its row with no prefix and no source. Concurrent first attempts of a minute can
+# each add a prefix row before seeing the others', so the cap can be passed by the number of
+# requests in flight, never by a flood's size. Relaxed commit, as for request rows.
+RECORD_UNKNOWN_KEY_REFUSAL = f"""
+WITH attempt AS (
+    SELECT date_trunc('minute', clock_timestamp(), 'UTC') AS minute
+), bucket AS (
+    SELECT a.minute,
+           (EXISTS (SELECT 1 FROM api_key_audit r
+                    WHERE r.aggregate_minute = a.minute AND r.key_prefix = %(key_prefix)s
+                      AND r.reason = %(reason)s
+                      AND r.source_ip IS NOT DISTINCT FROM %(source_ip)s::inet)
+            OR (SELECT count(*) FROM (SELECT 1 FROM api_key_audit r
+                                      WHERE r.aggregate_minute = a.minute
+                                        AND r.key_prefix IS NOT NULL
+                                      LIMIT %(prefixes_per_minute)s) AS recorded)
+               < %(prefixes_per_minute)s) AS own_row
+    FROM attempt a
+)
+INSERT INTO api_key_audit AS r (event, occurred_at, method, path, status_code, source_ip,
+                                key_prefix, reason, aggregate_minute)
+SELECT '{EVENT_AUTH_FAILED}', clock_timestamp(), %(method)s, %(path)s, %(status_code)s::smallint,
+       CASE WHEN b.own_row THEN %(source_ip)s::inet END,
+       CASE WHEN b.own_row THEN %(key_prefix)s END,
+       %(reason)s, b.minute
+FROM bucket b, (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
+ON CONFLICT (aggregate_minute, key_prefix, reason, source_ip) WHERE aggregate_minute IS NOT NULL
+DO UPDATE SET attempts = r.attempts + 1
 """
 
 SELECT_AUDIT_PAGE = f"""
@@ -390,7 +462,7 @@ def insert_audit_event(
     source_ip: str | None = None,
     request_id: str | None = None,
 ) -> None:
-    """A failed authentication, a lifecycle change, or a request the middleware refused."""
+    """A lifecycle change, in the caller's transaction (as durable as the change itself)."""
     conn.execute(
         INSERT_AUDIT_EVENT,
         {
@@ -426,8 +498,70 @@ def _request_params(record: RequestRecord) -> dict[str, Any]:
 
 
 def record_request(conn: Connection, record: RequestRecord) -> None:
-    """The audit row of a request, for a key without a rate limit (or refused before its view)."""
-    conn.execute(INSERT_AUDIT_EVENT, _request_params(record))
+    """The audit row of a request, for a key without a rate limit (or refused before its view).
+    A statement of its own, with a relaxed commit (RELAXED_AUDIT_INSERT)."""
+    conn.execute(RELAXED_AUDIT_INSERT, _request_params(record))
+
+
+def record_refusal(
+    conn: Connection,
+    *,
+    key_id: int,
+    key_prefix: str | None,
+    reason: str,
+    method: str | None,
+    route: str | None,
+    path: str | None,
+    status_code: int = 401,
+    latency_ms: int | None = None,
+    source_ip: str | None = None,
+    request_id: str | None = None,
+) -> None:
+    """A known key refused (revoked, expired, deleted, rotated out): its own `auth_failed` row.
+    A statement of its own, with a relaxed commit (RELAXED_AUDIT_INSERT)."""
+    conn.execute(
+        RELAXED_AUDIT_INSERT,
+        {
+            "key_id": key_id,
+            "event": EVENT_AUTH_FAILED,
+            "method": method,
+            "route": route,
+            "path": path,
+            "status_code": status_code,
+            "latency_ms": latency_ms,
+            "source_ip": source_ip,
+            "request_id": request_id,
+            "key_prefix": key_prefix,
+            "reason": reason,
+        },
+    )
+
+
+def record_unknown_key_refusal(
+    conn: Connection,
+    *,
+    key_prefix: str,
+    reason: str,
+    method: str | None,
+    path: str | None,
+    source_ip: str | None = None,
+    status_code: int = 401,
+    prefixes_per_minute: int,
+) -> None:
+    """Count a refusal of a key that does not exist in its minute's row.
+    A statement of its own, with a relaxed commit."""
+    conn.execute(
+        RECORD_UNKNOWN_KEY_REFUSAL,
+        {
+            "key_prefix": key_prefix,
+            "reason": reason,
+            "method": method,
+            "path": path,
+            "source_ip": source_ip,
+            "status_code": status_code,
+            "prefixes_per_minute": prefixes_per_minute,
+        },
+    )
 
 
 def record_request_in_window(

@@ -30,6 +30,8 @@ bp = Blueprint(__name__)
 KEYS = "/api/v1/admin/api-keys"
 KEY = KEYS + "/{key_id}"
 TAG = "API keys"
+# A response with a raw key must not be kept by a browser, proxy or CDN cache.
+NO_STORE = {"Cache-Control": "no-store"}
 KEY_PARAMETER = {"key_id": "The key's numeric id (from the list, or the create response)."}
 
 
@@ -69,17 +71,21 @@ def _actor(request: Request) -> Actor:
 def create_api_key() -> Response:
     request = _request()
     body = parse_body(_body(request), CreateKeyRequest)
-    with db.connection() as conn, conn.transaction():
-        created = service.create_key(
+    actor = _actor(request)
+    created = db.write(
+        lambda conn: service.create_key(
             conn,
             name=body.name,
             scopes=list(body.scopes),
             expires_at=body.expires_at,
             allowed_cidrs=body.allowed_cidrs,
             rate_limit_per_minute=body.rate_limit_per_minute,
-            actor=_actor(request),
+            actor=actor,
         )
-    return json_response(CreatedKeyOut.from_created(created, access.utc_now()), status=201)
+    )
+    return json_response(
+        CreatedKeyOut.from_created(created, access.utc_now()), status=201, headers=NO_STORE
+    )
 
 
 @bp.route(KEYS, methods=["GET"], authorizer=api_key_authorizer)
@@ -98,8 +104,9 @@ def create_api_key() -> Response:
 @json_view
 def list_api_keys() -> Response:
     query = parse_query(_request().query_params, ListKeysQuery)
-    with db.connection() as conn, conn.transaction():
-        keys = service.list_keys(conn, active_only=query.active_only)
+    # A read: no lock, no write (usage is read from the audit log), run again on a lost
+    # connection.
+    keys = db.read(lambda conn: service.list_keys(conn, active_only=query.active_only))
     now = access.utc_now()
     return json_response(
         KeyList(items=[KeyOut.from_key(key, now) for key in keys], count=len(keys))
@@ -120,8 +127,7 @@ def list_api_keys() -> Response:
 @json_view
 def show_api_key(key_id: str) -> Response:
     parsed_id = parse_id(key_id)
-    with db.connection() as conn, conn.transaction():
-        key = service.get_key(conn, parsed_id)
+    key = db.read(lambda conn: service.get_key(conn, parsed_id))
     return json_response(KeyOut.from_key(key, access.utc_now()))
 
 
@@ -147,8 +153,8 @@ def update_api_key(key_id: str) -> Response:
     request = _request()
     parsed_id = parse_id(key_id)
     changes = parse_body(_body(request), UpdateKeyRequest)
-    with db.connection() as conn, conn.transaction():
-        key = service.update_key(conn, parsed_id, changes, actor=_actor(request))
+    actor = _actor(request)
+    key = db.write(lambda conn: service.update_key(conn, parsed_id, changes, actor=actor))
     access.statuses.clear()  # this container sees the change at once, others within the TTL
     return json_response(KeyOut.from_key(key, access.utc_now()))
 
@@ -168,8 +174,8 @@ def update_api_key(key_id: str) -> Response:
 def delete_api_key(key_id: str) -> Response:
     request = _request()
     parsed_id = parse_id(key_id)
-    with db.connection() as conn, conn.transaction():
-        service.delete_key(conn, parsed_id, actor=_actor(request))
+    actor = _actor(request)
+    db.write(lambda conn: service.delete_key(conn, parsed_id, actor=actor))
     access.statuses.clear()
     return Response(body="", status_code=204)
 
@@ -197,12 +203,14 @@ def rotate_api_key(key_id: str) -> Response:
     options = (
         parse_body(_body(request), RotateKeyRequest) if request.raw_body else RotateKeyRequest()
     )
-    with db.connection() as conn, conn.transaction():
-        created = service.rotate_key(
-            conn, parsed_id, grace_seconds=options.grace_seconds, actor=_actor(request)
+    actor = _actor(request)
+    created = db.write(
+        lambda conn: service.rotate_key(
+            conn, parsed_id, grace_seconds=options.grace_seconds, actor=actor
         )
+    )
     access.statuses.clear()
-    return json_response(CreatedKeyOut.from_created(created, access.utc_now()))
+    return json_response(CreatedKeyOut.from_created(created, access.utc_now()), headers=NO_STORE)
 
 
 @bp.route(KEY + "/audit", methods=["GET"], authorizer=api_key_authorizer)
@@ -212,7 +220,9 @@ def rotate_api_key(key_id: str) -> Response:
     summary="A key's audit log",
     description="Newest first. `since` (inclusive) and `until` (exclusive) are times with a "
     "zone; `status`, `route` (the route pattern, e.g. `/api/v1/symbols`) and `event` filter. "
-    "Still available after the key is deleted.",
+    "Still available after the key is deleted. Refusals of tokens that match no key belong "
+    "to no key, so they are not here: they are counted per minute, display prefix, reason "
+    "and source (`attempts`) in the audit log and its archive.",
     scope="admin",
     tag=TAG,
     query=AuditQuery,
@@ -224,8 +234,7 @@ def rotate_api_key(key_id: str) -> Response:
 def api_key_audit(key_id: str) -> Response:
     parsed_id = parse_id(key_id)
     query = parse_query(_request().query_params, AuditQuery)
-    with db.connection() as conn, conn.transaction():
-        page = service.audit_page(conn, parsed_id, query)
+    page = db.read(lambda conn: service.audit_page(conn, parsed_id, query))
     return json_response(
         AuditPageOut(key_id=page.key_id, items=page.items, next_cursor=page.next_cursor)
     )

@@ -1,8 +1,9 @@
 """API key operations: the rules, independent of HTTP.
 
 Every change to a key writes a lifecycle row to the audit log in the caller's transaction.
-Usage counters (`request_count`, `last_used_at`) are folded in from the audit log whenever a
-key is shown or listed, never written per request.
+Usage counters (`request_count`, `last_used_at`) are never written per request: showing or
+listing keys reads them (folded counters plus the audit rows not folded yet) without writing,
+and only the archive job folds, before it deletes old audit rows.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from chalicelib.keys.models import (
 Connection = psycopg.Connection[Any]
 
 # Request rows younger than this are left for the next fold: an INSERT that has taken its id
-# but not yet committed is invisible, and the fold must not move past it. Counters therefore
-# trail the audit log by this much (docs: API_KEY_MANAGEMENT.md, "Usage counters").
+# but not yet committed is invisible, and the fold must not move past it (reads count the rows
+# above the fold's mark, so they see such a row once it commits).
 USAGE_SETTLE_SECONDS = 5.0
 
 # The latest instant PostgreSQL's timestamptz and Python's datetime both represent in UTC.
@@ -155,17 +156,16 @@ def create_key(
 def fold_usage(
     conn: Connection, *, key_id: int | None = None, settle_seconds: float = USAGE_SETTLE_SECONDS
 ) -> int:
-    """Bring the usage counters up to date with the audit log (one key, or all)."""
+    """Bring the stored usage counters up to date with the audit log (one key, or all). The
+    archive job's, before it deletes rows; reads never fold."""
     return repository.fold_usage(conn, key_id=key_id, settle_seconds=settle_seconds)
 
 
 def list_keys(conn: Connection, *, active_only: bool = False) -> list[ApiKey]:
-    fold_usage(conn)
     return repository.list_keys(conn, active_only=active_only)
 
 
 def get_key(conn: Connection, key_id: int) -> ApiKey:
-    fold_usage(conn, key_id=key_id)
     key = repository.get_key(conn, key_id)
     if key is None:
         raise NotFound(f"no API key with id {key_id}", details={"id": key_id})

@@ -67,6 +67,7 @@ def encode_rows(rows: list[AuditRow]) -> bytes:
                 "request_id": row.request_id,
                 "key_prefix": row.key_prefix,
                 "reason": row.reason,
+                "attempts": row.attempts,
             },
             separators=(",", ":"),
         )

@@ -89,3 +89,22 @@ def invoke_api(event: dict[str, Any]) -> dict[str, Any]:
 
     response: dict[str, Any] = app(event, LambdaContext("api_handler", memory_size=512))
     return response
+
+
+def clear_of_a_minute_boundary(margin: float = 3.0) -> None:
+    """Wait, if need be, until the next UTC minute is more than `margin` seconds away: rows
+    counted per minute then all fall in one minute."""
+    import time
+    from datetime import UTC, datetime
+
+    second = datetime.now(UTC).second + datetime.now(UTC).microsecond / 1e6
+    if second > 60 - margin:
+        time.sleep(60 - second + 0.05)
+
+
+def refusal_rows(conn: db.Connection) -> list[tuple[Any, ...]]:
+    """The aggregated refusal rows: (key_prefix, reason, source_ip, attempts, method, path)."""
+    return conn.execute(
+        "SELECT key_prefix, reason, host(source_ip), attempts, method, path FROM api_key_audit"
+        " WHERE aggregate_minute IS NOT NULL ORDER BY id"
+    ).fetchall()

@@ -120,3 +120,21 @@ def test_a_duplicate_name_is_refused(mdw):
 
     assert result.exit_code == 1
     assert "Error: an API key named 'twin' already exists" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("/api/v1/symbols", "/api/v1/symbols"),
+        ("/x/\x1b[2J", "/x/\\x1b[2J"),
+        ("/x/\u009b31m\x7f", "/x/\\x9b31m\\x7f"),
+        ("/x/\u202eevil\u2028", "/x/\\u202eevil\\u2028"),
+        ("/x/\U000e0041", "/x/\\U000e0041"),
+        ("/x/\\x1b", "/x/\\\\x1b"),  # a literal backslash never passes for an escape
+        ("/x/Zürich €", "/x/Zürich €"),
+    ],
+)
+def test_printable_escapes_what_a_terminal_would_act_on_and_nothing_else(text, shown):
+    from chalicelib.keys.cli import printable
+
+    assert printable(text) == shown

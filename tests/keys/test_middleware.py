@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -268,13 +269,64 @@ def test_a_changed_rate_limit_applies_from_the_next_status_read(pinned_db):
 def test_the_rate_limiter_forgets_a_window_that_is_no_longer_full():
     limiter = RateLimiter()
     limiter.observe(7, 5, used=5, seconds_until_slot=30)
-    full = limiter.seconds_blocked(7, 5)
-    other_limit = limiter.seconds_blocked(7, 6)
+    full = limiter.admit(7, 5)
+    other_limit = limiter.admit(7, 6)
     limiter.observe(7, 5, used=2, seconds_until_slot=30)
 
     assert 29 < full <= 30
     assert other_limit == 0
-    assert limiter.seconds_blocked(7, 5) == 0
+    assert limiter.admit(7, 5) == 0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_container_admits_the_limit_per_sliding_minute_and_says_when_a_slot_frees():
+    limiter = RateLimiter()
+    clock = FakeClock()
+    limiter._monotonic = clock
+    admitted = []
+    for step in range(3):
+        clock.now = 1000.0 + 10 * step
+        admitted.append(limiter.admit(7, 3))
+    clock.now = 1035.0
+    refused = limiter.admit(7, 3)
+    clock.now = 1060.0  # the first admission (at 1000) leaves the window
+    after_first_left = limiter.admit(7, 3)
+    refused_again = limiter.admit(7, 3)
+    lowered = limiter.admit(7, 2)  # 3 admitted in the window now: a limit of 2 waits longer
+
+    assert admitted == [0.0, 0.0, 0.0]
+    assert refused == 25.0
+    assert after_first_left == 0.0
+    assert refused_again == 10.0  # the admission at 1010 frees at 1070
+    assert lowered == 20.0  # with 2 slots, the one at 1020 must leave too
+    assert limiter.admit(8, 3) == 0.0  # another key has its own window
+
+
+def test_racing_threads_never_take_more_slots_than_the_limit():
+    limiter = RateLimiter()
+    start = threading.Barrier(40)
+    results: list[float] = []
+
+    def take() -> None:
+        start.wait()
+        for _ in range(5):
+            results.append(limiter.admit(7, 30))
+
+    threads = [threading.Thread(target=take) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert len(results) == 200
+    assert results.count(0.0) == 30
 
 
 def test_a_failed_audit_write_is_logged_and_the_response_still_goes_out(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -14,6 +15,7 @@ from chalicelib.errors import Conflict
 from chalicelib.keys import repository, tokens
 from chalicelib.keys.models import RequestRecord
 from tests.factories import make_key
+from tests.keys.helpers import audit_rows, clear_of_a_minute_boundary, refusal_rows
 
 
 def request_record(key_id: int, *, status_code: int = 200, reason: str | None = None):
@@ -156,6 +158,47 @@ def test_the_rate_window_reports_when_the_oldest_counted_request_leaves(conn):
     assert 14 < window.seconds_until_slot <= 15
 
 
+def stored_usage(conn: Any, key_id: int) -> tuple[int, Any, int]:
+    """The counters as the archive job's fold left them in `api_keys`."""
+    row = conn.execute(
+        "SELECT request_count, last_used_at, usage_counted_through FROM api_keys WHERE id = %s",
+        (key_id,),
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def test_reading_keys_counts_unfolded_requests_and_writes_nothing(conn):
+    key = make_key(conn).key
+    idle = make_key(conn).key
+    for _ in range(3):
+        repository.record_request(conn, request_record(key.id))
+    repository.record_refusal(
+        conn,
+        key_id=key.id,
+        key_prefix=key.key_prefix,
+        reason="revoked",
+        method="GET",
+        route="/api/v1/symbols",
+        path="/api/v1/symbols",
+    )
+    newest = conn.execute(
+        "SELECT max(occurred_at) FROM api_key_audit WHERE key_id = %s AND event = 'request'",
+        (key.id,),
+    ).fetchone()
+    before = conn.execute("SELECT xmin::text, * FROM api_keys ORDER BY id").fetchall()
+
+    shown = repository.get_key(conn, key.id)
+    listed = {k.id: k for k in repository.list_keys(conn)}
+
+    assert shown is not None
+    assert (shown.request_count, shown.last_used_at) == (3, newest[0] if newest else None)
+    assert (listed[key.id].request_count, listed[key.id].last_used_at) == (3, shown.last_used_at)
+    assert (listed[idle.id].request_count, listed[idle.id].last_used_at) == (0, None)
+    # Not a row version changed: the read path took no lock and wrote nothing.
+    assert conn.execute("SELECT xmin::text, * FROM api_keys ORDER BY id").fetchall() == before
+
+
 def test_fold_usage_counts_settled_request_rows_once(conn):
     key = make_key(conn).key
     other = make_key(conn).key
@@ -167,19 +210,23 @@ def test_fold_usage_counts_settled_request_rows_once(conn):
 
     changed = repository.fold_usage(conn, settle_seconds=5)
     again = repository.fold_usage(conn, settle_seconds=5)
-    folded = repository.get_key(conn, key.id)
+    folded = stored_usage(conn, key.id)
+    shown = repository.get_key(conn, key.id)
 
     assert (changed, again) == (1, 0)
-    assert folded is not None
-    assert folded.request_count == 3
+    assert folded[0] == 3
     newest = conn.execute(
         "SELECT max(occurred_at) FROM api_key_audit WHERE key_id = %s"
         " AND occurred_at < clock_timestamp() - interval '30 seconds'",
         (key.id,),
     ).fetchone()
     assert newest is not None
-    assert folded.last_used_at == newest[0]
+    assert folded[1] == newest[0]
+    # A read adds the row still settling to what was folded.
+    assert shown is not None
+    assert shown.request_count == 4
     assert repository.fold_usage(conn, key_id=key.id, settle_seconds=0) == 1
+    assert stored_usage(conn, key.id)[0] == 4
     refolded = repository.get_key(conn, key.id)
     assert refolded is not None
     assert refolded.request_count == 4
@@ -197,10 +244,8 @@ def test_fold_usage_never_moves_past_a_row_that_is_not_settled(conn):
     )
 
     repository.fold_usage(conn, key_id=key.id, settle_seconds=5)
-    folded = repository.get_key(conn, key.id)
 
-    assert folded is not None
-    assert folded.request_count == 0
+    assert stored_usage(conn, key.id)[0] == 0
 
 
 def test_a_concurrent_fold_of_the_same_key_does_not_count_twice(committed_db):
@@ -228,11 +273,10 @@ def test_a_concurrent_fold_of_the_same_key_does_not_count_twice(committed_db):
             waiter.start()
             waiter.join(0.3)
         waiter.join(5)
-        folded = repository.get_key(first, key.id)
+        folded = stored_usage(first, key.id)
 
     assert result == [0]
-    assert folded is not None
-    assert folded.request_count == 5
+    assert folded[0] == 5
 
 
 def test_audit_page_filters_and_pages_below_a_cursor(conn):
@@ -281,3 +325,96 @@ def test_retention_selects_old_rows_in_id_order_and_deletes_by_id_range(conn):
     assert deleted == 5
     remaining = repository.get_audit_page(conn, key.id, limit=10)
     assert [row.event for row in remaining] == ["request"]
+
+
+def refuse_unknown(conn: db.Connection, prefix: str, *, cap: int = 100, path: str = "/p") -> None:
+    repository.record_unknown_key_refusal(
+        conn,
+        key_prefix=prefix,
+        reason="unknown_key",
+        method="GET",
+        path=path,
+        prefixes_per_minute=cap,
+    )
+
+
+def test_unknown_key_refusals_are_counted_per_minute_prefix_and_reason(conn):
+    clear_of_a_minute_boundary()
+    for path in ("/first", "/second", "/third"):
+        refuse_unknown(conn, "mdw_AAAAAAAA", cap=2, path=path)
+    refuse_unknown(conn, "mdw_BBBBBBBB", cap=2)
+    # The minute has its 2 prefixes: new ones are counted together, without prefix or source.
+    refuse_unknown(conn, "mdw_CCCCCCCC", cap=2)
+    refuse_unknown(conn, "mdw_DDDDDDDD", cap=2)
+    refuse_unknown(conn, "mdw_AAAAAAAA", cap=2)  # a prefix with its own row keeps counting there
+    minutes = conn.execute(
+        "SELECT DISTINCT aggregate_minute = date_trunc('minute', occurred_at, 'UTC')"
+        " FROM api_key_audit WHERE aggregate_minute IS NOT NULL"
+    ).fetchall()
+
+    assert refusal_rows(conn) == [
+        ("mdw_AAAAAAAA", "unknown_key", None, 4, "GET", "/first"),
+        ("mdw_BBBBBBBB", "unknown_key", None, 1, "GET", "/p"),
+        (None, "unknown_key", None, 2, "GET", "/p"),
+    ]
+    assert minutes == [(True,)]
+    assert audit_rows(conn) == [
+        {
+            "id": row["id"],
+            "key_id": None,
+            "event": "auth_failed",
+            "method": "GET",
+            "route": None,
+            "path": row["path"],
+            "status_code": 401,
+            "latency_ms": None,
+            "source_ip": None,
+            "request_id": None,
+            "key_prefix": row["key_prefix"],
+            "reason": "unknown_key",
+        }
+        for row in audit_rows(conn)
+    ]
+
+
+def test_known_key_refusals_keep_a_row_each(conn):
+    key = make_key(conn).key
+    for _ in range(3):
+        repository.record_refusal(
+            conn,
+            key_id=key.id,
+            key_prefix=key.key_prefix,
+            reason="revoked",
+            method="GET",
+            route="/api/v1/symbols",
+            path="/api/v1/symbols",
+        )
+
+    rows = audit_rows(conn, key.id)
+    assert [(r["event"], r["reason"], r["status_code"]) for r in rows[-3:]] == [
+        ("auth_failed", "revoked", 401)
+    ] * 3
+    assert refusal_rows(conn) == []
+
+
+def test_request_rows_commit_without_waiting_for_the_wal_and_key_changes_do(committed_db):
+    with psycopg.connect(committed_db, autocommit=True) as connection:
+        key = make_key(connection).key
+        with connection.transaction():
+            repository.insert_audit_event(connection, event="updated", key_id=key.id)
+            lifecycle = connection.execute("SHOW synchronous_commit").fetchone()
+        with connection.transaction():
+            repository.record_request(connection, request_record(key.id))
+            request = connection.execute("SHOW synchronous_commit").fetchone()
+        with connection.transaction():
+            repository.record_request_in_window(
+                connection, request_record(key.id), rate_limit_per_minute=10
+            )
+            limited = connection.execute("SHOW synchronous_commit").fetchone()
+        with connection.transaction():
+            refuse_unknown(connection, "mdw_AAAAAAAA")
+            refusal = connection.execute("SHOW synchronous_commit").fetchone()
+        afterwards = connection.execute("SHOW synchronous_commit").fetchone()
+
+    assert (lifecycle, afterwards) == (("on",), ("on",))
+    assert (request, limited, refusal) == (("off",), ("off",), ("off",))

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 
 from chalicelib import db
-from chalicelib.keys import tokens
+from chalicelib.keys import service, tokens
 from chalicelib.keys.models import KeyOut
 from tests.factories import make_admin_key, make_key
 from tests.keys.helpers import audit_rows, key_count, send
@@ -660,31 +660,47 @@ def test_audit_of_a_key_that_never_existed_is_404(client, admin):
 # --- usage counters ------------------------------------------------------------------------
 
 
-def test_usage_counters_agree_with_the_audit_log_once_settled(client, pinned_db, admin):
+def test_usage_counters_count_every_audited_request_at_once_and_survive_a_fold(
+    client, pinned_db, admin
+):
     created = make_key(pinned_db)
+    path = f"{KEYS}/{created.key.id}"
+    before = send(client, "GET", path, admin).json_body
     for _ in range(3):
         send(client, "GET", "/api/v1/symbols", created.raw_key)
-    path = f"{KEYS}/{created.key.id}"
 
-    fresh = send(client, "GET", path, admin).json_body
-    # Age the rows past the settle time, as if the requests happened a minute ago.
+    shown = send(client, "GET", path, admin).json_body
+    # The archive job folds rows older than the settle time into the stored counters.
     pinned_db.execute(
         "UPDATE api_key_audit SET occurred_at = occurred_at - interval '1 minute'"
         " WHERE key_id = %s",
         (created.key.id,),
     )
-    settled = send(client, "GET", path, admin).json_body
+    service.fold_usage(pinned_db)
     send(client, "GET", "/api/v1/symbols", created.raw_key)
-    again = send(client, "GET", path, admin).json_body
+    after_fold = send(client, "GET", path, admin).json_body
+    listed = send(client, "GET", KEYS, admin).json_body
 
-    assert fresh["request_count"] == 0
-    assert fresh["last_used_at"] is None
-    assert settled["request_count"] == 3
     newest = pinned_db.execute(
-        "SELECT max(occurred_at) FROM api_key_audit WHERE key_id = %s AND event = 'request'"
-        " AND occurred_at < clock_timestamp() - interval '30 seconds'",
+        "SELECT max(occurred_at) FROM api_key_audit WHERE key_id = %s AND event = 'request'",
         (created.key.id,),
     ).fetchone()
     assert newest is not None
-    assert datetime.fromisoformat(settled["last_used_at"]) == newest[0]
-    assert again["request_count"] == 3  # the fourth request is still settling
+    assert (before["request_count"], before["last_used_at"]) == (0, None)
+    assert shown["request_count"] == 3
+    assert after_fold["request_count"] == 4
+    assert datetime.fromisoformat(after_fold["last_used_at"]) == newest[0]
+    assert [k["request_count"] for k in listed["items"] if k["id"] == created.key.id] == [4]
+
+
+def test_only_responses_with_a_raw_key_forbid_storing_them(client, pinned_db, admin):
+    created = send(client, "POST", KEYS, admin, {"name": "cached-nowhere", "scopes": ["read"]})
+    key_id = created.json_body["id"]
+    rotated = send(client, "POST", f"{KEYS}/{key_id}/rotate", admin)
+    shown = send(client, "GET", f"{KEYS}/{key_id}", admin)
+
+    assert (created.status_code, rotated.status_code) == (201, 200)
+    assert created.headers["Cache-Control"] == "no-store"
+    assert rotated.headers["Cache-Control"] == "no-store"
+    assert created.json_body["api_key"] != rotated.json_body["api_key"]
+    assert "Cache-Control" not in shown.headers

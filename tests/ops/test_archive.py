@@ -98,6 +98,7 @@ def test_old_rows_go_to_s3_by_day_and_leave_the_table(
         "request_id": None,
         "key_prefix": None,
         "reason": None,
+        "attempts": 1,
     }
     assert (report.rows_archived, report.objects_written, report.cutoff) == (6, 3, CUTOFF)
     assert remaining_ids(pinned_db) == recent
