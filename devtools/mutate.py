@@ -160,6 +160,55 @@ def report(module: str, mutants: list[Mutant]) -> str:
 # Mutants no test can tell from the original, by (operator, the line as written): the module
 # behaves identically. Listed with the reason; docs/TESTING.md repeats them.
 EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
+    "chalicelib/backfill/validation.py": {
+        (
+            "core/ReplaceBinaryOperator_Sub_BitXor",
+            "INFORMATIONAL_FLAGS: frozenset[str] = frozenset(FLAG_NAMES) - SEVERE_FLAGS",
+        ): "SEVERE_FLAGS is a subset of FLAG_NAMES: difference and symmetric difference agree",
+        ("core/ReplaceBinaryOperator_Mul_Div", "*,"): "the keyword-only `*` becomes the "
+        "positional-only `/`: every call passes the bars by position and the rest by name",
+        ("core/ReplaceBinaryOperator_BitOr_Add", "prior: PriorBars | None = None,"): (
+            "annotations are never evaluated (from __future__ import annotations)"
+        ),
+        ("core/ReplaceBinaryOperator_BitOr_FloorDiv", "prior: PriorBars | None = None,"): (
+            "as for BitOr_Add"
+        ),
+        ("core/ReplaceBinaryOperator_BitOr_LShift", "prior: PriorBars | None = None,"): (
+            "as for BitOr_Add"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_LtE", "if offsets == {0}:"): (
+            "a non-empty set of offsets is a subset of {0} only when it is {0}"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_GtE", "elif len(ordered) == window_size:"): (
+            "the window never holds more than window_size volumes"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_Is", "elif len(ordered) == window_size:"): (
+            "small ints are one object each in CPython"
+        ),
+        ("core/ReplaceComparisonOperator_NotEq_Gt", 'exchange_days = asset_class != "crypto"'): (
+            "stock and etf both sort after crypto"
+        ),
+        (
+            "core/ReplaceComparisonOperator_Lt_LtE",
+            "if h < low or h < (o if o > c else c) or low > (o if o < c else c):",
+            2,
+        ): "o if o <= c else c is the same minimum",
+        (
+            "core/ReplaceComparisonOperator_Gt_GtE",
+            "if h < low or h < (o if o > c else c) or low > (o if o < c else c):",
+            1,
+        ): "o if o >= c else c is the same maximum",
+        (
+            "core/ReplaceComparisonOperator_Gt_NotEq",
+            "if median > 0 and v > spike_factor * median:",
+        ): "no negative volume enters the window, so the median is never below 0",
+        ("core/ReplaceTrueWithFalse", "@dataclass(frozen=True, slots=True)", 1): (
+            "slots saves memory; no code adds attributes"
+        ),
+        ("core/RemoveDecorator", "@property"): (
+            "the Protocol's members are read, never called: a property or a method reads alike"
+        ),
+    },
     "chalicelib/sqlsplit.py": {
         (
             "core/ReplaceBinaryOperator_Add_Mul",

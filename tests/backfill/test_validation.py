@@ -368,3 +368,52 @@ def test_the_split_exemption_uses_the_market_s_own_day(asset_class, split_day, e
     result = flags(bars, timeframe="1h", asset_class=asset_class, split_days={split_day})
 
     assert result == [[], [] if exempt else ["price_jump"]]
+
+
+@pytest.mark.parametrize("field", ["o", "h", "l", "c"])
+def test_a_negative_price_in_any_field_is_non_positive(field):
+    bar = Bar(MONDAY_UTC, 1.0, 1.0, 1.0, 1.0, 10.0)._replace(**{field: -1.0})
+
+    assert "non_positive_price" in flags([bar])[0]
+
+
+def test_a_flat_bar_is_consistent():
+    assert flags([Bar(MONDAY_UTC, 5.0, 5.0, 5.0, 5.0, 10.0)]) == [[]]
+
+
+def test_a_six_bar_window_takes_the_mean_of_its_two_middle_volumes():
+    # Sorted window 10, 20, 30, 40, 50, 60: the middle pair is 30 and 40, the median 35.
+    thresholds = Thresholds(max_jump_pct=25.0, volume_spike_factor=10.0, volume_window=6)
+    volumes = [60.0, 10.0, 50.0, 20.0, 40.0, 30.0]
+
+    assert flags(volume_series(volumes, 350.0), thresholds=thresholds)[-1] == []
+    assert flags(volume_series(volumes, 351.0), thresholds=thresholds)[-1] == ["volume_spike"]
+
+
+def test_zero_volumes_fill_the_window_and_negative_ones_never_enter_it():
+    window_of_two = Thresholds(max_jump_pct=25.0, volume_spike_factor=10.0, volume_window=2)
+
+    # 10 and 0: the median is 5, so 51 spikes.
+    assert flags(volume_series([10.0, 0.0], 51.0), thresholds=window_of_two)[-1] == [
+        "volume_spike"
+    ]
+    # The -100 is refused and left out: the window is 10 and 10, so 101 spikes.
+    result = flags(volume_series([10.0, -100.0, 10.0], 101.0), thresholds=window_of_two)
+    assert result == [[], ["negative_volume"], [], ["volume_spike"]]
+
+
+def test_an_informational_bar_is_the_reference_for_the_next_jump():
+    bars = minute_bars(3)
+    bars[1] = bars[1]._replace(o=100.0, h=131.0, l=99.0, c=130.0)  # a 30% jump: informational
+    bars[2] = bars[2]._replace(o=130.0, h=131.0, l=129.0, c=130.0)  # flat against bar 1
+
+    assert flags(bars) == [[], ["price_jump"], []]
+
+
+def test_the_default_thresholds_are_the_settings_defaults():
+    assert Thresholds() == Thresholds.from_settings(Settings.from_env({}))
+
+
+def test_thresholds_cannot_change_once_made():
+    with pytest.raises(AttributeError):
+        THRESHOLDS.max_jump_pct = 50.0  # type: ignore[misc]
