@@ -196,7 +196,7 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
         (
             "core/ReplaceComparisonOperator_Gt_GtE",
             "if h < low or h < (o if o > c else c) or low > (o if o < c else c):",
-            1,
+            0,
         ): "o if o >= c else c is the same maximum",
         (
             "core/ReplaceComparisonOperator_Gt_NotEq",
