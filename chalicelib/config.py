@@ -100,6 +100,7 @@ class Settings(msgspec.Struct, frozen=True):
     database_sslrootcert: str | None
     data_dir: Path
     in_lambda: bool
+    function_name: str | None
     connect_timeout_seconds: int
     statement_timeout_ms: int
     lock_timeout_ms: int
@@ -155,6 +156,7 @@ class Settings(msgspec.Struct, frozen=True):
             database_sslrootcert=_optional(env, "DATABASE_SSLROOTCERT"),
             data_dir=Path(env.get("MDW_DATA_DIR", "").strip() or PROJECT_ROOT / ".data"),
             in_lambda=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+            function_name=_optional(env, "AWS_LAMBDA_FUNCTION_NAME"),
             connect_timeout_seconds=_int(env, "DATABASE_CONNECT_TIMEOUT_SECONDS", 5, minimum=1),
             # Time bounds of every API and job connection (docs/DEPLOYMENT.md, "Timeouts and
             # failover"): with the defaults a request waits at most connect + statement + 1 s

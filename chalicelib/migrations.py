@@ -9,7 +9,6 @@ changed or vanished stops the runner before anything runs.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ import msgspec
 import psycopg
 from psycopg.rows import class_row
 
-from chalicelib.config import MIGRATIONS_DIR
+from chalicelib.config import MIGRATIONS_DIR, get_settings
 from chalicelib.errors import MigrationError
 from chalicelib.schema import MIGRATION_FILENAME, current_schema_version, verify_schema
 from chalicelib.sqlsplit import split_statements
@@ -159,7 +158,7 @@ def _pending(files: list[Migration], history: list[AppliedMigration]) -> list[Mi
 
 
 def default_applied_by() -> str:
-    function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    function = get_settings().function_name
     if function:
         return f"lambda:{function}"
     # Only a runner needs these; API containers never import them.

@@ -3,10 +3,10 @@ inside each function so `import app` (every API cold start) loads none of them."
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from typing import Any
 
+from chalicelib.config import get_settings
 from chalicelib.ops.observability import bound, log_event
 
 
@@ -43,7 +43,7 @@ def archive_audit(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     with bound(request_id=_request_id(context)):
         # Only a real Lambda has a deadline (the local and test contexts pretend 3 s).
-        in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+        in_lambda = get_settings().in_lambda
         report = archive.run_archive(
             remaining_ms=getattr(context, "get_remaining_time_in_millis", None)
             if in_lambda

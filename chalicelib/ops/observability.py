@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -53,7 +52,7 @@ def write_records_with(sink: Callable[[Mapping[str, Any]], None] | None) -> None
 
 
 def function_name() -> str:
-    return os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or LOCAL_FUNCTION
+    return get_settings().function_name or LOCAL_FUNCTION
 
 
 def _is_sensitive(field: str) -> bool:
@@ -187,7 +186,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging() -> None:
     """In Lambda, make the runtime's log handler write JSON lines; elsewhere leave logging as
     it is (a terminal reads better as text)."""
-    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    if not get_settings().in_lambda:
         return
     root = logging.getLogger()
     root.setLevel(logging.INFO)
