@@ -3,15 +3,18 @@ option the operator typed (`--expires-at`), not the body field behind it (`expir
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import click
 import msgspec
 
-from chalicelib.errors import BadRequest
+from chalicelib.errors import AppError, BadRequest
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 # msgspec names the failing field as `$.field` or `$.field[2]`.
 _FIELD_PATH = re.compile(r"`\$\.([A-Za-z_]+)((?:\[\d+\])*)`")
@@ -49,3 +52,22 @@ def name_fields_as_options(message: str, options: Mapping[str, str]) -> str:
     for field, option in options.items():
         message = re.sub(rf"(?<![\w$.`-]){re.escape(field)}\b", option, message)
     return message
+
+
+def errors_as_messages(options: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    """A command decorator: a domain error is a one-line message and exit status 1, never a
+    traceback; `options` puts the body fields it names in the CLI's words."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return command(*args, **kwargs)
+            except AppError as exc:
+                raise click.ClickException(
+                    name_fields_as_options(exc.message, options or {})
+                ) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -44,7 +44,7 @@ def remove_state(data_dir: Path, *, pid: int) -> None:
         state_path(data_dir).unlink(missing_ok=True)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -68,7 +68,7 @@ def read_live_state(data_dir: Path) -> LocalServerState | None:
     state = _read(path)
     if state is None:
         return None
-    if not _process_alive(state.pid):
+    if not process_alive(state.pid):
         path.unlink(missing_ok=True)
         return None
     return state

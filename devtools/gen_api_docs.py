@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.config import PROJECT_ROOT
+from devtools.generated import write_or_check
 
 API_DOC = PROJECT_ROOT / "docs" / "API.md"
 # The docs' convention (README, "Using the API"): MDW_URL and MDW_KEY, as `make run` prints them.
@@ -239,17 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if docs/API.md is stale")
     parser.add_argument("--output", type=Path, default=API_DOC)
     args = parser.parse_args(argv)
-    text = render(load_document())
-    if args.check:
-        current = args.output.read_text() if args.output.exists() else ""
-        if current != text:
-            print(f"{args.output} is stale: run `python -m devtools.gen_api_docs`", file=sys.stderr)
-            return 1
-        return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(f"wrote {args.output}")
-    return 0
+    return write_or_check(
+        args.output,
+        render(load_document()),
+        command="python -m devtools.gen_api_docs",
+        check=args.check,
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from chalicelib.cli import main as mdw
 from chalicelib.config import PROJECT_ROOT
+from devtools.generated import write_or_check
 
 CLI_DOC = PROJECT_ROOT / "docs" / "CLI.md"
 INTRO = """# Command line reference
@@ -51,15 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.gen_cli_docs", description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail when docs/CLI.md is stale")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not CLI_DOC.exists() or CLI_DOC.read_text() != text:
-            print("docs/CLI.md is stale: run `python -m devtools.gen_cli_docs`", file=sys.stderr)
-            return 1
-        return 0
-    CLI_DOC.write_text(text)
-    print(f"wrote {CLI_DOC}")
-    return 0
+    return write_or_check(
+        CLI_DOC, render(), command="python -m devtools.gen_cli_docs", check=args.check
+    )
 
 
 if __name__ == "__main__":

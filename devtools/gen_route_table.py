@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from chalicelib.config import PROJECT_ROOT
+from devtools.generated import write_or_check
 
 ROUTE_TABLE = PROJECT_ROOT / "chalicelib" / "route_table.py"
 HEADER = '''"""Every API route and its methods, generated from app.py by
@@ -45,18 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.gen_route_table", description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail when the table is stale")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not ROUTE_TABLE.exists() or ROUTE_TABLE.read_text() != text:
-            print(
-                "chalicelib/route_table.py is stale: run `python -m devtools.gen_route_table`",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    ROUTE_TABLE.write_text(text)
-    print(f"wrote {ROUTE_TABLE}")
-    return 0
+    return write_or_check(
+        ROUTE_TABLE, render(), command="python -m devtools.gen_route_table", check=args.check
+    )
 
 
 if __name__ == "__main__":

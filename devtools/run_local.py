@@ -43,7 +43,7 @@ from chalicelib.backfill.service import plan_backfill
 from chalicelib.bootstrap import CORE_SYMBOLS, bootstrap
 from chalicelib.config import PROJECT_ROOT, get_settings
 from chalicelib.errors import AppError
-from chalicelib.local_state import LocalServerState, remove_state, write_state
+from chalicelib.local_state import LocalServerState, process_alive, remove_state, write_state
 from devtools.polygon_sim import PolygonSimulator
 
 if TYPE_CHECKING:
@@ -243,20 +243,10 @@ def prune_stale_handles(pgdata: Path) -> list[int]:
         pids = [int(pid) for pid in json.loads(path.read_text())]
     except (OSError, ValueError, TypeError):
         return []
-    stale = [pid for pid in pids if not _alive(pid)]
+    stale = [pid for pid in pids if not process_alive(pid)]
     if stale:
         path.write_text(json.dumps([pid for pid in pids if pid not in stale]))
     return stale
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def source_files() -> Iterator[Path]:

@@ -7,7 +7,6 @@ restore or rotation within `AUTH_CACHE_TTL_SECONDS`.
 
 from __future__ import annotations
 
-import functools
 import unicodedata
 from collections.abc import Callable
 from datetime import datetime
@@ -17,9 +16,8 @@ import click
 import msgspec
 
 from chalicelib import db
-from chalicelib.cli_options import name_fields_as_options, validated_options
+from chalicelib.cli_options import errors_as_messages, validated_options
 from chalicelib.config import get_settings
-from chalicelib.errors import AppError
 from chalicelib.keys import service
 from chalicelib.keys.access import utc_now
 from chalicelib.keys.models import (
@@ -39,21 +37,6 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 NEVER = "never"
-
-
-def _errors_as_messages(command: F) -> F:
-    """A domain error is a one-line message and exit status 1, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except AppError as exc:
-            raise click.ClickException(
-                name_fields_as_options(exc.message, _FIELD_OPTIONS)
-            ) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _connect() -> db.Connection:
@@ -83,6 +66,7 @@ _FIELD_OPTIONS = {
     "rate_limit_per_minute": "--rate-limit",
     "grace_seconds": "--grace-seconds",
 }
+_errors_as_messages = errors_as_messages(_FIELD_OPTIONS)
 
 
 def _validated(data: dict[str, Any], model: type[T]) -> T:

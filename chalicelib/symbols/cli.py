@@ -4,7 +4,6 @@ is the embedded one and the provider is the simulator `make run` started."""
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,8 +12,7 @@ import click
 import msgspec
 
 from chalicelib import db
-from chalicelib.cli_options import validated_options
-from chalicelib.errors import AppError
+from chalicelib.cli_options import errors_as_messages, validated_options
 from chalicelib.marketdata.models import TIMEFRAMES
 from chalicelib.symbols import service
 from chalicelib.symbols.models import (
@@ -29,17 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 ASSET_CLASSES = ("stock", "etf", "crypto")
 
 
-def _errors_as_messages(command: F) -> F:
-    """A domain error is a one-line message and exit status 1, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except AppError as exc:
-            raise click.ClickException(exc.message) from None
-
-    return wrapper  # type: ignore[return-value]
+_errors_as_messages = errors_as_messages()
 
 
 def _line(symbol: SymbolOut) -> str:
