@@ -43,6 +43,14 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(msgspec.to_builtins(value), indent=2))
 
 
+def _echo_symbol(symbol: SymbolOut, *, as_json: bool, verb: str = "") -> None:
+    """One symbol as JSON, or as its line (after `verb`, e.g. "added")."""
+    if as_json:
+        _echo_json(symbol)
+    else:
+        click.echo(f"{verb} {_line(symbol)}" if verb else _line(symbol))
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API does.")
 
 
@@ -94,10 +102,7 @@ def add_command(symbol: str, asset_class: str, timeframes: tuple[str, ...], as_j
     request = validated_options(data, AddSymbolRequest, options={"symbol": "SYMBOL"})
     row = service.add_symbol(request)
     added = SymbolOut.from_row(row)
-    if as_json:
-        _echo_json(added)
-        return
-    click.echo(f"added {_line(added)}")
+    _echo_symbol(added, as_json=as_json, verb="added")
 
 
 @symbols_group.command("show")
@@ -108,10 +113,7 @@ def show_command(symbol: str, as_json: bool) -> None:
     """A tracked symbol with its bars per timeframe: count, range, validation rate, gaps."""
     with db.connection() as conn:
         detail: SymbolDetail = service.get_symbol_detail(conn, symbol)
-    if as_json:
-        _echo_json(detail)
-        return
-    click.echo(_line(detail))
+    _echo_symbol(detail, as_json=as_json)
     if detail.last_error:
         click.echo(f"  last error: {detail.last_error}")
     for timeframe, stats in detail.stats.items():
@@ -159,10 +161,7 @@ def update_command(
     request = validated_options(data, UpdateSymbolRequest)
     with db.connection() as conn, conn.transaction():
         updated = service.update_symbol(conn, symbol, request)
-    if as_json:
-        _echo_json(updated)
-        return
-    click.echo(f"updated {_line(updated)}")
+    _echo_symbol(updated, as_json=as_json, verb="updated")
 
 
 @symbols_group.command("remove")
