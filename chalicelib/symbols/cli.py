@@ -114,6 +114,8 @@ def show_command(symbol: str, as_json: bool) -> None:
     with db.connection() as conn:
         detail: SymbolDetail = service.get_symbol_detail(conn, symbol)
     _echo_symbol(detail, as_json=as_json)
+    if as_json:
+        return
     if detail.last_error:
         click.echo(f"  last error: {detail.last_error}")
     for timeframe, stats in detail.stats.items():

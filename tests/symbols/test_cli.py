@@ -98,6 +98,7 @@ def test_list_show_update_remove(mdw, committed_db):
 
     listed = mdw("list", "--json")
     shown = mdw("show", "AAPL")
+    shown_json = mdw("show", "AAPL", "--json")
     updated = mdw("update", "AAPL", "-t", "1d", "-t", "1h")
     removed = mdw("remove", "BTC-USD")
     active = mdw("list")
@@ -106,6 +107,7 @@ def test_list_show_update_remove(mdw, committed_db):
     assert [s["symbol"] for s in json.loads(listed.output)] == ["AAPL", "BTC"]
     assert shown.output.splitlines()[0].startswith("AAPL       stock  1d ")
     assert "  1d          5 bars  2025-03-03 .. 2025-03-07  validated 100.00%" in shown.output
+    assert json.loads(shown_json.output)["stats"]["1d"]["record_count"] == 5
     assert updated.output.startswith("updated AAPL       stock  1h,1d ")
     assert removed.output == "deactivated BTC; its bars are kept\n"
     assert active.output.splitlines()[-1] == "1 symbol"
