@@ -39,7 +39,7 @@ from chalicelib import db, jobs
 from chalicelib.backfill import repository as backfill_repository
 from chalicelib.backfill.cli import backfill_with_progress, summary_lines
 from chalicelib.backfill.models import BackfillResult
-from chalicelib.backfill.service import plan_backfill
+from chalicelib.backfill.service import plan_units
 from chalicelib.bootstrap import CORE_SYMBOLS, bootstrap
 from chalicelib.config import PROJECT_ROOT, get_settings
 from chalicelib.errors import AppError
@@ -322,7 +322,7 @@ def first_backfill(url: str) -> list[BackfillResult]:
             ]
             midnight = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC)
             units = (
-                plan_backfill(conn, symbols=active_core, fresh_since=midnight)
+                plan_units(conn, symbols=active_core, fresh_since=midnight)
                 if active_core
                 else []
             )

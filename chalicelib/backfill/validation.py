@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
-from chalicelib.backfill.calendar import NEW_YORK
 from chalicelib.config import Settings
-from chalicelib.marketdata.models import TIMEFRAME_SECONDS
+from chalicelib.market.calendar import NEW_YORK
+from chalicelib.market.timeframes import TIMEFRAME_SECONDS
 
 OHLC_INCONSISTENT = "ohlc_inconsistent"
 NON_POSITIVE_PRICE = "non_positive_price"
@@ -82,11 +82,17 @@ class BarPrices(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """When a price move or a volume counts as unusual (settings VALIDATION_*)."""
+    """When a price move or a volume counts as unusual (settings VALIDATION_*, whose defaults
+    are written once, in `chalicelib.config`)."""
 
-    max_jump_pct: float = 25.0
-    volume_spike_factor: float = 10.0
-    volume_window: int = 20
+    max_jump_pct: float
+    volume_spike_factor: float
+    volume_window: int
+
+    @classmethod
+    def default(cls) -> Thresholds:
+        """The thresholds of an environment that sets none of VALIDATION_*."""
+        return cls.from_settings(Settings.from_env({}))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:
@@ -112,6 +118,8 @@ def flag_names(mask: int) -> list[str]:
 
 
 def is_validated(mask: int) -> bool:
+    """The "validated" rule, the one copy of it: a bar is validated when no severe flag is set.
+    The stored `validated` column is written from this function, never recomputed in SQL."""
     return not mask & SEVERE_MASK
 
 

@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from chalicelib.backfill.calendar import (
+from chalicelib.market.calendar import (
     expected_sessions,
     is_trading_day,
     session_bounds_utc,
