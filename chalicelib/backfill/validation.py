@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
 from chalicelib.config import Settings
-from chalicelib.market.calendar import NEW_YORK
+from chalicelib.market.calendar import NEW_YORK, market_date
 from chalicelib.market.timeframes import TIMEFRAME_SECONDS
 
 OHLC_INCONSISTENT = "ohlc_inconsistent"
@@ -142,7 +142,6 @@ def validate_bars(
     jump_ratio = thresholds.max_jump_pct / 100.0
     spike_factor = thresholds.volume_spike_factor
     window_size = thresholds.volume_window
-    exchange_days = asset_class != "crypto"
 
     previous_close = prior.previous_close if prior else None
     recent = deque(prior.volumes[-window_size:] if prior else ())
@@ -173,7 +172,7 @@ def validate_bars(
                 abs(c - previous_close) > jump_ratio * previous_close
                 or abs(o - previous_close) > jump_ratio * previous_close
             )
-            and _bar_day(bar.t, exchange_days=exchange_days) not in split_days
+            and market_date(_EPOCH + timedelta(milliseconds=bar.t), asset_class) not in split_days
         ):
             mask |= _JUMP
         append(mask)
@@ -187,12 +186,6 @@ def validate_bars(
             if len(recent) > window_size:
                 del ordered[bisect_left(ordered, recent.popleft())]
     return masks
-
-
-def _bar_day(t: int, *, exchange_days: bool) -> date:
-    """The trading day a bar belongs to: New York's date for stocks, UTC's for crypto."""
-    moment = _EPOCH + timedelta(milliseconds=t)
-    return moment.astimezone(NEW_YORK).date() if exchange_days else moment.date()
 
 
 class _AlignmentCheck(Protocol):

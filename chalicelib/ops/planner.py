@@ -18,7 +18,7 @@ from typing import Any, cast
 from chalicelib import db
 from chalicelib.config import get_settings
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.market.calendar import NEW_YORK, expected_sessions, is_trading_day
+from chalicelib.market.calendar import NEW_YORK, expected_sessions, is_trading_day, market_date
 from chalicelib.market.calendar import session_bounds_utc as _session_bounds_utc
 from chalicelib.market.tickers import MARKET_ASSET_CLASSES, Market
 from chalicelib.market.timeframes import DAILY, Timeframe
@@ -61,7 +61,7 @@ def missing_days(unit: PlanUnit, target: date) -> list[date] | None:
     None when the unit has no bars (its first backfill reaches back its full depth)."""
     if unit.newest is None:
         return None
-    newest_day = unit.newest.astimezone(UTC).date()
+    newest_day = market_date(unit.newest, unit.asset_class)
     return expected_sessions(unit.asset_class, newest_day + timedelta(days=1), target)
 
 
