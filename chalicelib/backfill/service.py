@@ -182,6 +182,7 @@ def run_units(
     since: date | None = None,
     full: bool = False,
     until: date | None = None,
+    full_client: BarSource | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> list[BackfillResult]:
     """Run `units` one after the other; `on_progress` hears about each as it finishes."""
@@ -193,7 +194,14 @@ def run_units(
     results = []
     for unit in units:
         result = backfill_one(
-            source, client, unit, unit.timeframe, since=since, full=full, until=until
+            source,
+            client,
+            unit,
+            unit.timeframe,
+            since=since,
+            full=full,
+            until=until,
+            full_client=full_client,
         )
         results.append(result)
         if on_progress is not None:
@@ -222,7 +230,8 @@ def backfill_grouped_day(
 
     A symbol that may no longer run (deactivated, moved off 1d, or of another market since the
     plan) is skipped, not failed: the plan was right when made, and nothing about the message
-    can improve by retrying it.
+    can improve by retrying it. A unit whose window turns out full (a split since its last
+    backfill changed every earlier adjusted price) is fetched with range requests instead.
     """
     source = db.get_database()
     with source.connection() as conn:
@@ -234,7 +243,7 @@ def backfill_grouped_day(
         and row.asset_class in MARKET_ASSET_CLASSES[market]
     ]
     grouped = GroupedDaySource(client, market, day, client.grouped_daily(market, day))
-    return run_units(units, source=source, client=grouped, until=day)
+    return run_units(units, source=source, client=grouped, full_client=client, until=day)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,6 +319,7 @@ def backfill_one(
     since: date | None = None,
     full: bool = False,
     until: date | None = None,
+    full_client: BarSource | None = None,
     settings: Settings | None = None,
     now: Callable[[], datetime] | None = None,
 ) -> BackfillResult:
@@ -318,7 +328,10 @@ def backfill_one(
     interrupt (Ctrl-C, shutdown) is recorded as a failure too, then goes on its way.
 
     `since` fetches from that date at least; `full` from the unit's beginning; `until` is the
-    last market date to fetch (default: today, UTC). `now` is the clock (tests pin it).
+    last market date to fetch (default: today, UTC). `full_client` fetches a full window when
+    `client` answers only part of one (a grouped-daily source holds one date); its requests are
+    counted through `client`, which for a grouped source is that same client. `now` is the
+    clock (tests pin it).
     """
     settings = settings or get_settings()
     clock = now or _utc_now
@@ -336,7 +349,8 @@ def backfill_one(
             end=until or run.started_at.astimezone(UTC).date(),
             settings=settings,
         )
-        bars = _fetch(client, symbol, timeframe, run.window)
+        fetcher = full_client if run.window.full and full_client is not None else client
+        bars = _fetch(fetcher, symbol, timeframe, run.window)
         run.fetched = len(bars)
         masks = _validate(conn_source, symbol, timeframe, bars, split_days, settings=settings)
         return _write(conn_source, run, bars, masks)

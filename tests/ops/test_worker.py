@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib import db
+from chalicelib.backfill import repository as backfill_repository
 from chalicelib.ops import worker
 from chalicelib.polygon import PolygonClient
 from devtools.polygon_sim import PolygonSimulator
@@ -233,6 +234,37 @@ def test_a_grouped_message_skips_symbols_that_may_no_longer_run(
     runs = pinned_db.execute("SELECT symbol, status, range_start, range_end FROM backfill_runs")
     assert runs.fetchall() == [("AAPL", "completed", date(2025, 11, 20), date(2025, 11, 21))]
     assert ledger(pinned_db, "stocks") == (True, 1, None)
+
+
+def test_a_split_since_the_last_backfill_turns_a_grouped_day_into_a_full_range_backfill(
+    pinned_db: db.Connection, simulator: PolygonSimulator
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", [THURSDAY_BAR])
+    backfill_repository.mark_completed(
+        pinned_db,
+        symbol="AAPL",
+        timeframe="1d",
+        run_id=1,
+        finished_at=datetime(2025, 11, 20, 23, tzinfo=UTC),
+    )
+    simulator.add_split("AAPL", date(2025, 11, 21), 1, 4)
+    simulator.clear_log()
+    body = {"kind": "grouped_daily", "market": "stocks", "window": FRIDAY, "symbols": ["AAPL"]}
+
+    answer = worker.handle_batch([record("g", body)])
+
+    assert answer == {"batchItemFailures": []}
+    # The grouped answer holds one day; every earlier adjusted price changed with the split,
+    # so the unit is fetched whole from the range endpoint instead.
+    (full_range,) = [r.path for r in simulator.requests if r.path.startswith("/v2/aggs/ticker/")]
+    assert full_range.startswith("/v2/aggs/ticker/AAPL/range/1/day/2020-")
+    assert full_range.endswith(f"/{FRIDAY}")
+    written, full = pinned_db.execute(
+        "SELECT bars_written, range_start < '2021-01-01' FROM backfill_runs WHERE symbol = 'AAPL'"
+    ).fetchone() or (0, False)
+    assert full
+    assert written > 1000  # five years of sessions, the stored Thursday bar rewritten among them
 
 
 def test_the_grouped_bar_is_the_same_bar_the_range_endpoint_gives(
