@@ -17,14 +17,14 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cache
 from zoneinfo import ZoneInfo
 
-from chalicelib.market.tickers import Market
+from chalicelib.market.tickers import MARKET_ASSET_CLASSES, Market
 
 NEW_YORK = ZoneInfo("America/New_York")
 SESSION_OPEN = time(9, 30)
 SESSION_CLOSE = time(16, 0)
 
-SESSION_ASSET_CLASSES = frozenset({"stock", "etf"})
-ROUND_THE_CLOCK_ASSET_CLASSES = frozenset({"crypto"})
+SESSION_ASSET_CLASSES = frozenset(MARKET_ASSET_CLASSES["stocks"])
+ROUND_THE_CLOCK_ASSET_CLASSES = frozenset(MARKET_ASSET_CLASSES["crypto"])
 
 _SATURDAY = 5
 
@@ -83,7 +83,8 @@ def market_date(moment: datetime, asset_class: str) -> date:
 def daily_bar_start(day: date, market: Market) -> datetime:
     """Where the range endpoint puts the daily bar of market date `day`: midnight New York for
     stocks, midnight UTC for crypto."""
-    zone = UTC if market == "crypto" else NEW_YORK
+    # Every asset class of a market shares its zone.
+    zone = market_zone(MARKET_ASSET_CLASSES[market][0])
     return datetime.combine(day, time(0), tzinfo=zone)
 
 
