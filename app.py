@@ -17,8 +17,8 @@ from chalicelib.keys.authorizer import bp as authorizer_bp
 from chalicelib.keys.middleware import enforce_key_policy
 from chalicelib.keys.routes import bp as keys_bp
 from chalicelib.marketdata.routes import bp as marketdata_bp
-from chalicelib.openapi import DOCUMENT_PATH
-from chalicelib.openapi import bp as openapi_bp
+from chalicelib.openapi_routes import DOCUMENT_PATH
+from chalicelib.openapi_routes import bp as openapi_bp
 from chalicelib.ops import handlers as ops
 from chalicelib.ops.observability import configure_logging
 from chalicelib.symbols.routes import bp as symbols_bp

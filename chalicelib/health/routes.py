@@ -7,14 +7,32 @@ from chalice import Blueprint, Response
 
 from chalicelib.errors import DATABASE_UNAVAILABLE, DatabaseUnavailable, ServiceUnavailable
 from chalicelib.health.service import check_health
-from chalicelib.http import error_response, json_response, json_view
-from chalicelib.openapi import Operation, declare
+from chalicelib.http import error_response, json_response
+from chalicelib.routing import route
 
 bp = Blueprint(__name__)
 
 
-@bp.route("/health", methods=["GET"])
-@json_view
+class HealthOut(msgspec.Struct, frozen=True):
+    """The database is reachable and at the schema version this code expects."""
+
+    status: str
+    database: str
+    schema_version: int | None
+
+
+@route(
+    bp,
+    "GET",
+    "/health",
+    summary="Liveness and schema check for load balancers",
+    description="503 (with `details.status`, `database`, `schema_version` and "
+    "`expected_schema_version`) when the database is unreachable (`database_unavailable`, "
+    "with `Retry-After`) or behind the migrations (`service_unavailable`).",
+    scope="public",
+    tag="Meta",
+    response=HealthOut,
+)
 def health() -> Response:
     report = check_health()
     if report.ok:
@@ -34,28 +52,3 @@ def health() -> Response:
         )
     return error_response(ServiceUnavailable(report.message or "", details=details))
 
-
-# --- API document (chalicelib/openapi.py) ----------------------------------------------------
-
-
-class HealthOut(msgspec.Struct, frozen=True):
-    """The database is reachable and at the schema version this code expects."""
-
-    status: str
-    database: str
-    schema_version: int | None
-
-
-declare(
-    Operation(
-        method="GET",
-        path="/health",
-        summary="Liveness and schema check for load balancers",
-        description="503 (with `details.status`, `database`, `schema_version` and "
-        "`expected_schema_version`) when the database is unreachable (`database_unavailable`, "
-        "with `Retry-After`) or behind the migrations (`service_unavailable`).",
-        scope="public",
-        tag="Meta",
-        response=HealthOut,
-    )
-)

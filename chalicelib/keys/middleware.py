@@ -19,7 +19,6 @@ minute in the same statement. No query runs before the view. The rate limit is d
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import re
@@ -34,7 +33,7 @@ from chalice.app import Request
 
 from chalicelib import db
 from chalicelib.errors import AppError, Forbidden, RateLimited, Unauthorized
-from chalicelib.http import error_response
+from chalicelib.http import error_response, request_id_of, source_ip_of
 from chalicelib.keys import access, repository
 from chalicelib.keys.models import EVENT_AUTH_FAILED, KeyStatus, RequestRecord
 from chalicelib.ops.observability import log_request
@@ -92,25 +91,6 @@ class RateLimiter:
 
 
 rate_limiter = RateLimiter()
-
-
-def source_ip_of(event: Request) -> str | None:
-    raw = (event.context.get("identity") or {}).get("sourceIp")
-    if not raw:
-        return None
-    try:
-        return str(ipaddress.ip_address(raw))
-    except ValueError:
-        return None
-
-
-def request_id_of(event: Request) -> str | None:
-    # API Gateway's id (also in its x-amzn-RequestId header); the local server has none, so
-    # its invocation id stands in.
-    request_id = event.context.get("requestId") or getattr(
-        event.lambda_context, "aws_request_id", None
-    )
-    return str(request_id)[:200] if request_id else None
 
 
 def _path(route: str, uri_params: dict[str, str] | None) -> str:
