@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from chalicelib import container
+
 Scope = Literal["public", "read", "admin"]
 
 API_TITLE = "mdw: Market Data Warehouse API"
@@ -290,13 +292,13 @@ def _query_parameters(
 
 
 _document_lock = threading.Lock()
-_document_body: str | None = None
 
 
 def document_json(routes: Mapping[str, Mapping[str, Any]]) -> str:
     """The document as JSON text, built once per container (the routes cannot change)."""
-    global _document_body
+    state = container.current
     with _document_lock:
-        if _document_body is None:
-            _document_body = msgspec.json.encode(build_document(routes)).decode()
-        return _document_body
+        body = state.openapi_document
+        if body is None:
+            body = state.openapi_document = msgspec.json.encode(build_document(routes)).decode()
+        return body

@@ -51,4 +51,3 @@ def health() -> Response:
             DatabaseUnavailable(report.message or DATABASE_UNAVAILABLE, details=details)
         )
     return error_response(ServiceUnavailable(report.message or "", details=details))
-

@@ -10,7 +10,7 @@ import threading
 
 import msgspec
 
-from chalicelib import db
+from chalicelib import container, db
 from chalicelib.errors import (
     DATABASE_UNAVAILABLE,
     AppError,
@@ -51,25 +51,19 @@ def check_health() -> HealthReport:
     return HealthReport("ok", "ok", version, expected)
 
 
-_schema_current = False
 _schema_lock = threading.Lock()
 
 
 def ensure_schema_current() -> None:
-    """Raise ServiceUnavailable until the schema is current; one cheap query per container."""
-    global _schema_current
+    """Raise ServiceUnavailable until the schema is current; one cheap query per container
+    (remembered in `container.current.schema_current`)."""
+    state = container.current
     with _schema_lock:
-        if _schema_current:
+        if state.schema_current:
             return
         report = check_health()
         if report.database == "unreachable":
             raise DatabaseUnavailable(report.message or DATABASE_UNAVAILABLE)
         if not report.ok:
             raise ServiceUnavailable(report.message or "database schema is behind")
-        _schema_current = True
-
-
-def forget_schema_check() -> None:
-    """Make the next request check again (tests, and after a failed connection)."""
-    global _schema_current
-    _schema_current = False
+        state.schema_current = True

@@ -139,7 +139,6 @@ def update_api_key(key_id: str, *, body: UpdateKeyRequest) -> Response:
     parsed_id = parse_id(key_id)
     actor = _actor(_request())
     key = db.write(lambda conn: service.update_key(conn, parsed_id, body, actor=actor))
-    access.statuses.clear()  # this container sees the change at once, others within the TTL
     return json_response(KeyOut.from_key(key, access.utc_now()))
 
 
@@ -158,7 +157,6 @@ def delete_api_key(key_id: str) -> Response:
     parsed_id = parse_id(key_id)
     actor = _actor(_request())
     db.write(lambda conn: service.delete_key(conn, parsed_id, actor=actor))
-    access.statuses.clear()
     return Response(body="", status_code=204)
 
 
@@ -186,7 +184,6 @@ def rotate_api_key(key_id: str, *, body: RotateKeyRequest) -> Response:
             conn, parsed_id, grace_seconds=body.grace_seconds, actor=actor
         )
     )
-    access.statuses.clear()
     return json_response(CreatedKeyOut.from_created(created, access.utc_now()), headers=NO_STORE)
 
 

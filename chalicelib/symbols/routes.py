@@ -71,7 +71,9 @@ class BackfillResponse(msgspec.Struct, frozen=True):
     errors=(400, 409, 413, 422),
 )
 def add_symbol(*, body: AddSymbolRequest) -> Response:
-    row = service.add_symbol(body)
+    # Not one transaction: the provider check runs between the duplicate check and the insert.
+    with db.connection() as conn:
+        row = service.add_symbol(conn, body)
     return json_response(SymbolOut.from_row(row), status=201)
 
 
@@ -163,7 +165,8 @@ def deactivate_symbol(symbol: str) -> Response:
 )
 def backfill_symbol(symbol: str) -> Response:
     request_id = bp.current_request.context.get("requestId")
-    outcome = service.backfill_symbol(symbol, request_id=str(request_id) if request_id else None)
+    tracked = db.read(lambda conn: service.resolve_symbol(conn, symbol), one_snapshot=False)
+    outcome = service.backfill_symbol(tracked, request_id=str(request_id) if request_id else None)
     runs = [
         msgspec.convert(result, BackfillResultOut, from_attributes=True)
         for result in outcome.results
