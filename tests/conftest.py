@@ -6,6 +6,7 @@ second pass uses the machine's PostgreSQL). Tests only ever touch databases crea
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -88,10 +89,18 @@ def empty_database_url(server_url: str) -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def _fresh_container() -> Iterator[None]:
     """Each test starts with nothing remembered (settings, pool, caches, clients) and leaves
-    nothing behind: `container.reset()` is the one hook."""
+    nothing behind: `container.reset()` is the one hook. A test that runs a function as in
+    Lambda (AWS_LAMBDA_FUNCTION_NAME set) has it format the root log handlers as JSON, as the
+    function's first invocation does; their formats and level are put back afterwards."""
+    root = logging.getLogger()
+    formats = [(handler, handler.formatter) for handler in root.handlers]
+    level = root.level
     container.reset()
     yield
     container.reset()
+    for handler, formatter in formats:
+        handler.setFormatter(formatter)
+    root.setLevel(level)
 
 
 @pytest.fixture
