@@ -11,7 +11,7 @@ from chalice.app import CloudWatchEvent, SQSEvent
 from chalicelib.config import get_settings
 from chalicelib.errors import AppError
 from chalicelib.health.routes import bp as health_bp
-from chalicelib.health.service import ensure_schema_current
+from chalicelib.health.routes import ensure_schema_current
 from chalicelib.http import answer_in_one_body, error_response
 from chalicelib.keys.authorizer import bp as authorizer_bp
 from chalicelib.keys.middleware import enforce_key_policy

@@ -117,7 +117,7 @@ class Container:
     # db.embedded_server_url: embedded PostgreSQL servers by data directory. Forgetting them
     # stops nothing: pgserver keeps a server until the last process using it exits.
     embedded_servers: dict[Path, Any]
-    # health.service.ensure_schema_current: the schema was found current once.
+    # health.service.require_current: the schema was found current once.
     schema_current: bool
     # keys.access: key statuses by id and key ids by token hash, trusted for the auth TTL.
     key_statuses: StatusCache

@@ -14,7 +14,7 @@ from app import app
 from chalicelib import container
 from chalicelib.config import PROJECT_ROOT
 from chalicelib.errors import MigrationError, ServiceUnavailable
-from chalicelib.health.service import ensure_schema_current
+from chalicelib.health.routes import ensure_schema_current
 from chalicelib.migrations import discover_migrations
 from chalicelib.schema import latest_version
 
