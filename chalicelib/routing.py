@@ -70,6 +70,14 @@ def route(
         uses_database=uses_database,
     )
 
+    if body is not None and not body_required:
+        # An absent optional body means the model's defaults: a model without them is a
+        # mistake in the declaration, refused when the module loads rather than on a request.
+        try:
+            body()
+        except TypeError as exc:
+            raise TypeError(f"{method} {path}: an optional body needs defaults: {exc}") from None
+
     def declare(view: F) -> F:
         @functools.wraps(view)
         def answer(**path_values: str) -> Any:

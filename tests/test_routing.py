@@ -43,20 +43,6 @@ def make_app() -> tuple[Chalice, list[Any]]:
         calls.append(body)
         return json_response({"name": body.name, "size": body.size}, status=201)
 
-    @route(
-        bp,
-        "POST",
-        "/things/{name}/grow",
-        summary="Grow",
-        scope="public",
-        tag="t",
-        body=Thing,
-        body_required=False,
-    )
-    def grow(name: str, *, body: Thing | None = None) -> Response:
-        calls.append((name, body))
-        return json_response({"name": name})
-
     @route(bp, "GET", "/missing", summary="Not found", scope="public", tag="t")
     def missing() -> Response:
         raise errors.NotFound("no such thing")
@@ -127,6 +113,19 @@ def test_an_optional_body_that_is_absent_gives_the_models_defaults():
 
     assert response.status_code == 200
     assert seen == [Options(grace_seconds=0)]
+    assert build_document(app.routes)["paths"]["/x"]["post"]["requestBody"]["required"] is False
+
+
+def test_an_optional_body_without_defaults_is_refused_when_declared():
+    bp = Blueprint(__name__)
+
+    with pytest.raises(TypeError, match="POST /x: an optional body needs defaults"):
+
+        @route(
+            bp, "POST", "/x", summary="x", scope="public", tag="t", body=Thing, body_required=False
+        )
+        def view(*, body: Thing) -> Response:
+            return json_response({})
 
 
 def test_app_errors_render_as_the_one_body():
@@ -175,11 +174,9 @@ def test_the_operation_is_read_from_the_route_itself():
         ("GET", "/private"),
         ("GET", "/things"),
         ("POST", "/things"),
-        ("POST", "/things/{name}/grow"),
     ]
     assert operations[("POST", "/things")].body is Thing
     assert document["paths"]["/things"]["post"]["requestBody"]["required"] is True
-    assert document["paths"]["/things/{name}/grow"]["post"]["requestBody"]["required"] is False
     assert list(document["paths"]["/things"]["post"]["responses"])[0] == "201"
 
 
