@@ -11,14 +11,14 @@ from chalice.app import CloudWatchEvent, SQSEvent
 from chalicelib.config import get_settings
 from chalicelib.errors import AppError
 from chalicelib.health.routes import bp as health_bp
-from chalicelib.health.service import ensure_schema_current
+from chalicelib.health.routes import ensure_schema_current
 from chalicelib.http import answer_in_one_body, error_response
 from chalicelib.keys.authorizer import bp as authorizer_bp
 from chalicelib.keys.middleware import enforce_key_policy
 from chalicelib.keys.routes import bp as keys_bp
 from chalicelib.marketdata.routes import bp as marketdata_bp
-from chalicelib.openapi import DOCUMENT_PATH
-from chalicelib.openapi import bp as openapi_bp
+from chalicelib.openapi_routes import DOCUMENT_PATH
+from chalicelib.openapi_routes import bp as openapi_bp
 from chalicelib.ops import handlers as ops
 from chalicelib.ops.observability import configure_logging
 from chalicelib.symbols.routes import bp as symbols_bp
@@ -56,6 +56,14 @@ def require_current_schema(event: Any, get_response: Any) -> Any:
 app.register_middleware(enforce_key_policy, "http")
 
 
+@app.middleware("all")
+def json_logs_in_lambda(event: Any, get_response: Any) -> Any:
+    """Every function, on its first invocation in a container (not at import): Lambda's log
+    handler writes JSON lines. For the API it runs inside the one error body."""
+    configure_logging()
+    return get_response(event)
+
+
 @app.lambda_function(name="migrate")
 def migrate(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Apply pending migrations; `{"dry_run": true}` lists them instead. A failure raises, so
@@ -66,9 +74,9 @@ def migrate(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return jobs.migrate(dry_run=dry_run).as_dict()
 
 
-# Serverless operations (docs/DEPLOYMENT.md). The schedules (UTC) and the worker's batch size
-# are settings, read when the app loads; `chalice package` loads it with the stage's variables.
-configure_logging()
+# Serverless operations (docs/DEPLOYMENT.md). The schedules (UTC), the queue and the worker's
+# batch size are the settings Chalice needs to declare the functions, so they are read when the
+# app loads (`chalice package` loads it with the stage's variables); nothing else is.
 _settings = get_settings()
 
 

@@ -23,11 +23,9 @@ from typing import Any
 import psycopg
 
 from bench.common import fmt_ms, fmt_us, p50, scratch_database, timings
-from chalicelib import db
-from chalicelib.config import get_settings
-from chalicelib.health.service import forget_schema_check
+from chalicelib import container, db
 from chalicelib.keys import access, repository, service, tokens
-from chalicelib.keys.middleware import enforce_key_policy, rate_limiter
+from chalicelib.keys.middleware import enforce_key_policy
 from devtools.roundtrips import counting_round_trips
 
 OTHER_KEYS = 2_000
@@ -75,16 +73,18 @@ def _verification(conn: db.Connection, raw_key: str) -> list[str]:
         which = access.credential_for(status, prefix)
         assert access.refusal_reason(status, which, access.utc_now()) is None
 
-    access.statuses.clear()
-    access.statuses.remember(0, None)  # a non-empty cache, as in a warm container
+    statuses = container.current.key_statuses
+    statuses.clear()
+    statuses.remember(0, None)  # a non-empty cache, as in a warm container
     with db.connection() as conn_from_source:
         status = repository.get_status_by_hash(conn_from_source, tokens.hash_key(raw_key))
     assert status is not None
-    access.statuses.remember(status.id, status, key_hash=tokens.hash_key(raw_key))
+    statuses.remember(status.id, status, key_hash=tokens.hash_key(raw_key))
 
     def verify_from_cache() -> None:
         assert tokens.is_well_formed(raw_key)
-        credential = access.credential_by_hash(tokens.hash_key(raw_key), prefix)
+        found, credential = access.cached_credential(tokens.hash_key(raw_key), prefix)
+        assert found
         assert credential is not None
         assert access.refusal_reason(credential.status, credential.which, access.utc_now()) is None
 
@@ -255,7 +255,7 @@ def run() -> str:
     with scratch_database() as url:
         previous_url = os.environ.get("DATABASE_URL")
         os.environ["DATABASE_URL"] = url
-        get_settings.cache_clear()
+        container.reset()
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 with conn.transaction():
@@ -264,18 +264,14 @@ def run() -> str:
                     created = service.create_key(conn, name="bench-subject", scopes=["read"])
                 conn.execute("ANALYZE api_keys")
                 db.set_database(_OneConnection(conn))
-                forget_schema_check()
-                rate_limiter.clear()
                 lines = _verification(conn, created.raw_key)
                 lines += [""] + _requests(conn, url)
                 lines += [""] + _refusals(conn)
         finally:
-            db.set_database(None)
-            access.statuses.clear()
-            forget_schema_check()
+            container.reset()
             if previous_url is None:
                 os.environ.pop("DATABASE_URL", None)
             else:
                 os.environ["DATABASE_URL"] = previous_url
-            get_settings.cache_clear()
+            container.reset()
     return "\n".join(["## API keys", "", *lines])

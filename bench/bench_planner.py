@@ -19,8 +19,7 @@ from typing import Any
 import psycopg
 
 from bench.common import scratch_database
-from chalicelib import db
-from chalicelib.config import get_settings
+from chalicelib import container, db
 from chalicelib.ops import planner, queue, worker
 from chalicelib.ops.models import SymbolBackfill, encode_message
 
@@ -58,8 +57,7 @@ def _track(url: str, count: int, *, with_bar: bool) -> list[str]:
 
 def _env(**values: str) -> None:
     os.environ.update(values)
-    get_settings.cache_clear()
-    db.set_database(None)
+    container.reset()
 
 
 def _constant_time_moto_counters() -> Any:
@@ -100,7 +98,7 @@ def _planner_run(mock_aws: Any) -> list[str]:
         import boto3
 
         _env(DATABASE_URL=url, BACKFILL_QUEUE_NAME=QUEUE)
-        queue.forget_clients()
+        container.reset()
         boto3.client("sqs").create_queue(QueueName=QUEUE)
         _track(url, SYMBOLS, with_bar=False)
         calls = {"SendMessageBatch": 0}
@@ -131,7 +129,7 @@ def _planner_run(mock_aws: Any) -> list[str]:
         for body in bodies:
             client.send_message(QueueUrl=single_url, MessageBody=body)
         single = time.perf_counter() - started
-        queue.forget_clients()
+        container.reset()
         db.set_database(None)
     target = math.ceil(SYMBOLS / 10)
     return [
@@ -169,7 +167,7 @@ def _grouped_section() -> list[str]:
         symbols = _track(url, DAILY_STOCKS, with_bar=True)
         for symbol in symbols:
             sim.add_ticker(symbol)
-        worker.forget_clients()
+        container.reset()
         units = []
         with db.connection() as conn:
             from chalicelib.ops import repository
@@ -203,8 +201,7 @@ def _grouped_section() -> list[str]:
                 f"| {label} | {len(messages)} | **{bar_requests}** | {split_requests} | "
                 f"{written[0] if written else 0} | {failed} | {elapsed:.1f} s |"
             )
-        worker.forget_clients()
-        db.set_database(None)
+        container.reset()
     return [
         f"### Daily update of {DAILY_STOCKS} tracked stocks (simulator request log)",
         "",
@@ -227,5 +224,5 @@ def run() -> str:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        get_settings.cache_clear()
+        container.reset()
     return "\n".join(sections)

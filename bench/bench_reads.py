@@ -46,30 +46,23 @@ def _app_on(url: str) -> Iterator[Any]:
     """The app pointed at `url`, through chalice's test client."""
     from chalice.test import Client
 
-    from chalicelib import db
-    from chalicelib.config import get_settings
-    from chalicelib.health.service import forget_schema_check
+    from chalicelib import container
 
     previous = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
-    db.set_database(None)
-    forget_schema_check()
+    container.reset()
     from app import app
 
     try:
         with Client(app, stage_name="local") as client:
             yield client
     finally:
-        source = db.get_database()
-        if isinstance(source, db.Database):
-            source.close()
-        db.set_database(None)
+        container.reset()  # closes the pool
         if previous is None:
             os.environ.pop("DATABASE_URL", None)
         else:
             os.environ["DATABASE_URL"] = previous
-        get_settings.cache_clear()
+        container.reset()
 
 
 def _seed(url: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from chalicelib import db, jobs
+from chalicelib import container, db, jobs
 from chalicelib.backfill.cli import backfill_command
 from chalicelib.config import get_settings
 from chalicelib.errors import AppError
@@ -57,14 +57,14 @@ def use_local_server_defaults() -> None:
         return  # a bad setting: the command reports it in its own one line
     if settings.polygon_api_key or settings.polygon_api_key_secret_arn:
         return
-    if os.environ.get("POLYGON_BASE_URL", "").strip():
+    if settings.polygon_base_url_set:
         return
     state = read_live_state(settings.data_dir)
     if state is None or not (state.polygon_base_url and state.polygon_api_key):
         return
     os.environ["POLYGON_BASE_URL"] = state.polygon_base_url
     os.environ["POLYGON_API_KEY"] = state.polygon_api_key
-    get_settings.cache_clear()
+    container.reset()  # the settings are read again, with the simulator's
 
 
 main.add_command(backfill_command)

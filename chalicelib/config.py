@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 
 import msgspec
 
+from chalicelib import container
 from chalicelib.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +114,7 @@ class Settings(msgspec.Struct, frozen=True):
     polygon_api_key: str | None
     polygon_api_key_secret_arn: str | None
     polygon_base_url: str
+    polygon_base_url_set: bool
     polygon_max_rpm: int | None
     polygon_timeout_seconds: float
     auth_cache_ttl_seconds: int
@@ -179,6 +180,9 @@ class Settings(msgspec.Struct, frozen=True):
             polygon_base_url=(
                 env.get("POLYGON_BASE_URL", "").strip() or "https://api.polygon.io"
             ).rstrip("/"),
+            # Whether POLYGON_BASE_URL was given (even as the default address): then the CLI
+            # never points the provider at `make run`'s simulator.
+            polygon_base_url_set=bool(env.get("POLYGON_BASE_URL", "").strip()),
             polygon_max_rpm=max_rpm or None,
             polygon_timeout_seconds=_float(env, "POLYGON_TIMEOUT_SECONDS", 10.0),
             auth_cache_ttl_seconds=_int(env, "AUTH_CACHE_TTL_SECONDS", 10),
@@ -223,7 +227,11 @@ class Settings(msgspec.Struct, frozen=True):
         )
 
 
-@cache
 def get_settings() -> Settings:
-    """The container's settings; tests call `get_settings.cache_clear()` after changing env."""
-    return Settings.from_env(os.environ)
+    """The container's settings, read from the environment on first use; after changing the
+    environment, `container.reset()` makes the next call read it again."""
+    state = container.current
+    settings = state.settings
+    if settings is None:
+        settings = state.settings = Settings.from_env(os.environ)
+    return settings

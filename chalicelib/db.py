@@ -43,6 +43,7 @@ import psycopg
 from psycopg.abc import PQGen
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from chalicelib import container
 from chalicelib.config import Settings, get_settings
 from chalicelib.errors import ConfigError, DatabaseCredentialsRefused, DatabaseUnavailable
 
@@ -455,7 +456,6 @@ class Database:
             conn.close()
 
 
-_embedded_servers: dict[Path, Any] = {}
 _embedded_lock = threading.Lock()
 
 
@@ -483,11 +483,12 @@ def embedded_server_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> st
 
     with _embedded_lock:
         pgdata = (data_dir / "pg").resolve()
-        server = _embedded_servers.get(pgdata)
+        servers = container.current.embedded_servers
+        server = servers.get(pgdata)
         if server is None:
             pgdata.mkdir(parents=True, exist_ok=True)
             server = pgserver.get_server(pgdata)
-            _embedded_servers[pgdata] = server
+            servers[pgdata] = server
         admin_url: str = server.get_uri()
     ensure_database(admin_url, database)
     return make_conninfo(admin_url, dbname=database)
@@ -557,29 +558,30 @@ def _secret_rereader(settings: Settings) -> Callable[[], str] | None:
     return reread
 
 
-_database: ConnectionSource | None = None
 _database_lock = threading.Lock()
 
 
 def get_database() -> ConnectionSource:
-    global _database
+    """The container's connection source (`container.current.database`), made on first use."""
+    state = container.current
     with _database_lock:
-        if _database is None:
+        source: ConnectionSource | None = state.database
+        if source is None:
             settings = get_settings()
-            _database = Database(
+            source = state.database = Database(
                 resolve_database_url(settings),
                 connect_timeout=settings.connect_timeout_seconds,
                 limits=SessionLimits.from_settings(settings),
                 reread_conninfo=_secret_rereader(settings),
             )
-        return _database
+        return source
 
 
 def set_database(source: ConnectionSource | None) -> None:
     """Replace the container's connection source (tests pin one connection through this)."""
-    global _database
+    state = container.current
     with _database_lock:
-        previous, _database = _database, source
+        previous, state.database = state.database, source
     if isinstance(previous, Database) and previous is not source:
         previous.close()
 

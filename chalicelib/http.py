@@ -1,12 +1,14 @@
 """The HTTP edge: request parsing and validation, JSON responses, and the one error body.
 
-Every route parses through `parse_body`/`parse_query` and is wrapped by `json_view`, so a bad
-request looks the same everywhere: `{"error": {"code", "message", "details"?}}`.
+Every route is declared through `chalicelib.routing.route`, which parses with `parse_body` and
+`parse_query` and renders errors with `error_response`, so a bad request looks the same
+everywhere: `{"error": {"code", "message", "details"?}}`. `request_id_of` and `source_ip_of`
+read what API Gateway says about a request, for the middleware and the routes alike.
 """
 
 from __future__ import annotations
 
-import functools
+import ipaddress
 import logging
 import re
 import types
@@ -15,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import msgspec
 from chalice import Response
+from chalice.app import Request
 
 from chalicelib.errors import AppError, BadRequest, NotFound, PayloadTooLarge
 
@@ -182,31 +185,29 @@ def parse_query(params: Mapping[str, str] | None, model: type[T]) -> T:
         raise _validation_error(exc, model, prefix="invalid query parameter: ") from None
 
 
+def source_ip_of(event: Request) -> str | None:
+    """The caller's address as API Gateway saw it, or None when absent or not an address."""
+    raw = (event.context.get("identity") or {}).get("sourceIp")
+    if not raw:
+        return None
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return None
+
+
+def request_id_of(event: Request) -> str | None:
+    """The request's id for the audit log and JSON log lines."""
+    # API Gateway's id (also in its x-amzn-RequestId header); the local server has none, so
+    # its invocation id stands in.
+    request_id = event.context.get("requestId") or getattr(
+        event.lambda_context, "aws_request_id", None
+    )
+    return str(request_id)[:200] if request_id else None
+
+
 def parse_id(raw: str, *, name: str = "id") -> int:
     """A positive integer path parameter."""
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) <= 0:
         raise BadRequest(f"{name} must be a positive integer", details={name: raw[:40]})
     return int(raw)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def json_view(view: F) -> F:
-    """Render a view's AppError as the one error body, and anything else as a bare 500.
-
-    Chalice's middleware never sees exceptions raised by a view, so the mapping lives here.
-    Unexpected exceptions are logged with their traceback and never reach the client.
-    """
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return view(*args, **kwargs)
-        except AppError as exc:
-            return error_response(exc)
-        except Exception:
-            log.exception("unhandled error in %s", view.__name__)
-            return internal_error_response()
-
-    return wrapper  # type: ignore[return-value]

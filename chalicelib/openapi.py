@@ -1,11 +1,10 @@
-"""The OpenAPI 3.1 document, built from the operations each route module declares.
+"""The OpenAPI 3.1 document, built from the operations the routes carry.
 
-A route module declares every route it serves next to the route itself, with `@operation(...)`
-on the view (or `declare(...)` in a block at the end of the module): method, path, summary,
-scope, and the msgspec models that parse its query and body and shape its response. The same
-models validate requests, so the document cannot drift from what the code accepts.
-`build_document` collects the declarations of the routes an app serves; a test walks
-`app.routes` and fails for any route without one.
+Every view is declared with `chalicelib.routing.route(...)`, which records its `Operation`
+(method, path, summary, scope, and the msgspec models that parse its query and body and shape
+its response) on the view itself. The same models validate requests, so the document cannot
+drift from what the code accepts. `build_document` reads the operations of the routes an app
+serves; a test walks `app.routes` and fails for any route without one.
 
 Importing this module is cheap: schemas are generated only when the document is built.
 """
@@ -14,17 +13,14 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 import msgspec
-from chalice import Blueprint, Response
 
-from chalicelib.http import json_view
+from chalicelib import container
 
 Scope = Literal["public", "read", "admin"]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 API_TITLE = "mdw: Market Data Warehouse API"
 API_VERSION = "1.0.0"
@@ -80,6 +76,7 @@ class Operation(msgspec.Struct, frozen=True):
     description: str = ""
     query: Any = None
     body: Any = None
+    body_required: bool = True
     response: Any = None
     status: int = 200
     errors: tuple[int, ...] = ()
@@ -91,30 +88,28 @@ class Operation(msgspec.Struct, frozen=True):
         return (self.method.upper(), self.path)
 
 
-_registry: dict[tuple[str, str], Operation] = {}
+# Where `routing.route` keeps a view's operation: on the view function Chalice routes to.
+OPERATION_ATTRIBUTE = "mdw_operation"
 
 
-def declare(*operations: Operation) -> None:
-    """Record operations; declaring the same method and path twice is a programming error."""
-    for op in operations:
-        existing = _registry.get(op.key)
-        if existing is not None and existing != op:
-            raise ValueError(f"{op.method} {op.path} is declared twice")
-        _registry[op.key] = op
+def operation_of(view: Any) -> Operation | None:
+    """The operation a view was declared with, or None for a view declared another way."""
+    op = getattr(view, "__dict__", {}).get(OPERATION_ATTRIBUTE)
+    return op if isinstance(op, Operation) else None
 
 
-def operation(method: str, path: str, **details: Any) -> Callable[[F], F]:
-    """Decorator form of `declare`, placed right under the view's `@bp.route(...)`."""
-
-    def record(view: F) -> F:
-        declare(Operation(method=method, path=path, **details))
-        return view
-
-    return record
-
-
-def declared_operations() -> dict[tuple[str, str], Operation]:
-    return dict(_registry)
+def declared_operations(
+    routes: Mapping[str, Mapping[str, Any]],
+) -> dict[tuple[str, str], Operation]:
+    """(METHOD, path) → operation, for every route of a Chalice app's `app.routes` that
+    was declared through `routing.route`."""
+    found: dict[tuple[str, str], Operation] = {}
+    for path, methods in routes.items():
+        for method, entry in methods.items():
+            op = operation_of(entry.view_function)
+            if op is not None and op.key == (method.upper(), path):
+                found[op.key] = op
+    return found
 
 
 def served_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
@@ -123,15 +118,18 @@ def served_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, st
 
 
 def undeclared_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """Routes the app serves that no module declared: each one a gap in the document."""
-    return [key for key in served_routes(routes) if key not in _registry]
+    """Routes the app serves that were not declared through `routing.route`: each one a gap in
+    the document and a route whose errors may escape the one error body."""
+    declared = declared_operations(routes)
+    return [key for key in served_routes(routes) if key not in declared]
 
 
 def build_document(
     routes: Mapping[str, Mapping[str, Any]], *, server_url: str | None = None
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for the routes an app serves, in path order."""
-    operations = [_registry[key] for key in served_routes(routes) if key in _registry]
+    declared = declared_operations(routes)
+    operations = [declared[key] for key in served_routes(routes) if key in declared]
     schema_types, index = _collect_types(operations)
     refs, components = msgspec.json.schema_components(
         schema_types, ref_template="#/components/schemas/{name}"
@@ -219,7 +217,7 @@ def _operation_object(
         result["parameters"] = parameters
     if "body" in schemas:
         result["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {"application/json": {"schema": schemas["body"]}},
         }
 
@@ -293,43 +291,14 @@ def _query_parameters(
     return parameters
 
 
-# --- GET /openapi.json ------------------------------------------------------------------------
-
-bp = Blueprint(__name__)
-DOCUMENT_PATH = "/openapi.json"
-
 _document_lock = threading.Lock()
-_document_body: str | None = None
 
 
 def document_json(routes: Mapping[str, Mapping[str, Any]]) -> str:
     """The document as JSON text, built once per container (the routes cannot change)."""
-    global _document_body
+    state = container.current
     with _document_lock:
-        if _document_body is None:
-            _document_body = msgspec.json.encode(build_document(routes)).decode()
-        return _document_body
-
-
-@bp.route(DOCUMENT_PATH, methods=["GET"])
-@json_view
-def openapi_document() -> Response:
-    return Response(
-        body=document_json(bp.current_app.routes),
-        status_code=200,
-        headers={"Content-Type": "application/json"},
-    )
-
-
-declare(
-    Operation(
-        method="GET",
-        path=DOCUMENT_PATH,
-        summary="This API's OpenAPI 3.1 document",
-        description="Generated from the models that validate requests; public.",
-        scope="public",
-        tag="Meta",
-        response={"type": "object", "description": "An OpenAPI 3.1 document."},
-        uses_database=False,
-    )
-)
+        body = state.openapi_document
+        if body is None:
+            body = state.openapi_document = msgspec.json.encode(build_document(routes)).decode()
+        return body

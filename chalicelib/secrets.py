@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
+from chalicelib import container
 from chalicelib.config import Settings, get_settings
 from chalicelib.errors import ConfigError
 
@@ -25,9 +25,6 @@ _MAX_ATTEMPTS = 2
 
 # Keys under which a JSON secret may hold the Polygon key; a plain-text secret is the key.
 _POLYGON_KEY_FIELDS = ("api_key", "apiKey", "POLYGON_API_KEY")
-
-_cache: dict[str, str] = {}
-_lock = threading.Lock()
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +45,11 @@ def _secrets_client() -> Any:
 
 def get_secret_string(arn: str, *, refresh: bool = False) -> str:
     """The secret's SecretString, fetched on first use and kept for the container's life;
-    `refresh` reads it again (after a rotation made the kept value stale)."""
-    with _lock:
-        if arn in _cache and not refresh:
-            return _cache[arn]
+    `refresh` reads it again (after a rotation made the kept value stale). Values are kept in
+    `container.current.secrets`."""
+    cached = container.current.secrets.get(arn)
+    if cached is not None and not refresh:
+        return cached
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -77,9 +75,7 @@ def get_secret_string(arn: str, *, refresh: bool = False) -> str:
     value = response.get("SecretString")
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"secret {arn} has no SecretString (binary secrets are not supported)")
-    with _lock:
-        _cache[arn] = value
-    return value
+    return container.current.secrets.put(arn, value)
 
 
 def database_url_from_secret(
@@ -148,8 +144,3 @@ def resolve_polygon_api_key(settings: Settings) -> str | None:
     if settings.polygon_api_key_secret_arn:
         return polygon_api_key_from_secret(settings.polygon_api_key_secret_arn)
     return None
-
-
-def clear_cache() -> None:
-    with _lock:
-        _cache.clear()

@@ -141,7 +141,7 @@ class LocalScheduler:
         self._stopping.set()
         for thread in self._threads:
             thread.join(timeout=timeout)
-        queue.forget_clients()  # SQS's own client again, for whatever runs next in the process
+        queue.install_client(None)  # SQS's own client again, for whatever runs next here
 
     def plan_now(self) -> None:
         """One planner run. A failure (a database outage, say) is logged once, not every tick,

@@ -35,7 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from chalicelib import db, jobs
+from chalicelib import container, db, jobs
 from chalicelib.backfill.cli import backfill_with_progress, summary_lines
 from chalicelib.backfill.models import BackfillResult
 from chalicelib.backfill.service import plan_units
@@ -301,7 +301,7 @@ def start_simulator() -> PolygonSimulator:
     simulator = PolygonSimulator(api_key=api_key, accept_any_ticker=True).start()
     os.environ["POLYGON_BASE_URL"] = simulator.url
     os.environ["POLYGON_API_KEY"] = api_key
-    get_settings.cache_clear()
+    container.reset()  # the settings are read again, with the simulator's
     return simulator
 
 

@@ -6,6 +6,7 @@ second pass uses the machine's PostgreSQL). Tests only ever touch databases crea
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -22,9 +23,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from chalicelib import db
-from chalicelib.config import PROJECT_ROOT, get_settings
-from chalicelib.health.service import forget_schema_check
+from chalicelib import container, db
+from chalicelib.config import PROJECT_ROOT
 from chalicelib.migrations import run_migrations
 
 # The packaged functions' tests need `make package` first: `make package-test` runs them.
@@ -72,10 +72,9 @@ def database_url(server_url: str) -> Iterator[str]:
         run_migrations(conn)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DATABASE_URL", url)
-        get_settings.cache_clear()
-        db.set_database(None)
+        container.reset()
         yield url
-        db.set_database(None)
+        container.reset()
     drop_database(server_url, name)
 
 
@@ -88,15 +87,26 @@ def empty_database_url(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_settings() -> Iterator[None]:
-    get_settings.cache_clear()
+def _fresh_container() -> Iterator[None]:
+    """Each test starts with nothing remembered (settings, pool, caches, clients) and leaves
+    nothing behind: `container.reset()` is the one hook. A test that runs a function as in
+    Lambda (AWS_LAMBDA_FUNCTION_NAME set) has it format the root log handlers as JSON, as the
+    function's first invocation does; their formats and level are put back afterwards."""
+    root = logging.getLogger()
+    formats = [(handler, handler.formatter) for handler in root.handlers]
+    level = root.level
+    container.reset()
     yield
-    get_settings.cache_clear()
+    container.reset()
+    for handler, formatter in formats:
+        handler.setFormatter(formatter)
+    root.setLevel(level)
 
 
 @pytest.fixture
 def set_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """Change settings for one test: `set_env(AUTH_CACHE_TTL_SECONDS="1")`."""
+    """Change settings for one test: `set_env(AUTH_CACHE_TTL_SECONDS="1")`. The container is
+    reset, so everything is read again with the new settings; a test's pinned connection stays."""
 
     def apply(**values: str | None) -> None:
         for name, value in values.items():
@@ -104,7 +114,10 @@ def set_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
+        source = container.current.database
+        container.reset()
+        if isinstance(source, PinnedConnection):
+            db.set_database(source)
 
     return apply
 
@@ -132,12 +145,9 @@ def aws(fake_aws_credentials: None) -> Iterator[None]:
     """AWS (SQS, S3, Secrets Manager, ...) answered in-process by moto."""
     from moto import mock_aws
 
-    from chalicelib import secrets
-
-    secrets.clear_cache()
     with mock_aws():
         yield
-    secrets.clear_cache()
+    container.reset()  # no client or secret made under moto outlives it
 
 
 @pytest.fixture
@@ -164,10 +174,8 @@ class PinnedConnection:
 @pytest.fixture
 def pinned_db(conn: db.Connection) -> Iterator[db.Connection]:
     db.set_database(PinnedConnection(conn))
-    forget_schema_check()
     yield conn
-    db.set_database(None)
-    forget_schema_check()
+    container.reset()
 
 
 @pytest.fixture
@@ -182,9 +190,12 @@ def client(pinned_db: db.Connection) -> Iterator[Any]:
 
 
 def truncate_data(url: str) -> None:
+    """Empty the data tables. Identities are not restarted: the session's `chalice local`
+    keeps its caches across tests, so an id must never name one key in one test and another
+    key in the next (a cached status of the old key would answer for the new one)."""
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(
-            sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+            sql.SQL("TRUNCATE {}").format(
                 sql.SQL(", ").join(sql.Identifier(t) for t in DATA_TABLES)
             )
         )
@@ -195,14 +206,9 @@ def committed_db(database_url: str) -> Iterator[str]:
     """The app's real connection handling against the session database; data is committed and
     truncated afterwards. For concurrency tests and real server processes."""
     truncate_data(database_url)
-    db.set_database(None)
-    forget_schema_check()
+    container.reset()
     yield database_url
-    source = db.get_database()
-    if isinstance(source, db.Database):
-        source.close()
-    db.set_database(None)
-    forget_schema_check()
+    container.reset()  # closes the pool
     truncate_data(database_url)
 
 

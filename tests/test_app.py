@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import psycopg
 import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib import db
+from chalicelib import container
+from chalicelib.config import PROJECT_ROOT
 from chalicelib.errors import MigrationError, ServiceUnavailable
-from chalicelib.health.service import ensure_schema_current, forget_schema_check
+from chalicelib.health.routes import ensure_schema_current
 from chalicelib.migrations import discover_migrations
 from chalicelib.schema import latest_version
 
@@ -17,11 +22,7 @@ from chalicelib.schema import latest_version
 @pytest.fixture
 def empty_db_settings(empty_database_url, set_env):
     set_env(DATABASE_URL=empty_database_url)
-    db.set_database(None)
-    forget_schema_check()
-    yield empty_database_url
-    db.set_database(None)
-    forget_schema_check()
+    return empty_database_url
 
 
 def test_migrate_function_applies_and_summarises(empty_db_settings):
@@ -83,7 +84,7 @@ def test_startup_check_runs_once_per_container(empty_db_settings):
         conn.execute("DELETE FROM schema_migrations WHERE version = %s", (latest_version(),))
 
     ensure_schema_current()  # remembered: no second query, no error
-    forget_schema_check()
+    container.reset()  # a new container
     with pytest.raises(ServiceUnavailable):
         ensure_schema_current()
 
@@ -115,3 +116,37 @@ def test_a_failure_inside_a_middleware_is_answered_in_the_one_error_body(
     }
     assert "Sup3r" not in response.body.decode()
     assert health.status_code == 200
+
+
+def test_importing_the_app_leaves_logging_alone_until_the_first_invocation(tmp_path):
+    # A fresh interpreter, as a Lambda container starts: importing the app configures nothing;
+    # the first invocation makes the runtime's handler write JSON lines.
+    script = """
+import logging, sys
+root = logging.getLogger()
+root.addHandler(logging.StreamHandler(sys.stderr))  # as the Lambda runtime installs one
+import app
+from chalicelib.ops.observability import JsonFormatter
+before = [type(h.formatter).__name__ for h in root.handlers]
+from chalice.test import Client
+with Client(app.app, stage_name="local") as client:
+    status = client.http.get("/openapi.json").status_code
+after = [isinstance(h.formatter, JsonFormatter) for h in root.handlers]
+print(before, status, after)
+"""
+    env = {
+        **os.environ,
+        "AWS_LAMBDA_FUNCTION_NAME": "mdw-dev-api_handler",
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert result.stdout.strip() == "['NoneType'] 200 [True]", result.stderr

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib import container
 from chalicelib.config import PROJECT_ROOT, Settings, get_settings
 from chalicelib.errors import ConfigError
 
@@ -73,12 +74,12 @@ def test_bad_values_name_the_variable(env, message):
     assert caught.value.message == message
 
 
-def test_settings_are_read_once_until_the_cache_is_cleared(monkeypatch):
+def test_settings_are_read_once_until_the_container_is_reset(monkeypatch):
     monkeypatch.setenv("AUTH_CACHE_TTL_SECONDS", "3")
     first = get_settings()
     monkeypatch.setenv("AUTH_CACHE_TTL_SECONDS", "4")
 
     assert get_settings() is first
     assert get_settings().auth_cache_ttl_seconds == 3
-    get_settings.cache_clear()
+    container.reset()
     assert get_settings().auth_cache_ttl_seconds == 4

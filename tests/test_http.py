@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Annotated, Literal
 
 import msgspec
@@ -13,7 +12,6 @@ from chalicelib import errors
 from chalicelib.http import (
     MAX_BODY_BYTES,
     error_response,
-    json_view,
     parse_body,
     parse_id,
     parse_query,
@@ -196,36 +194,6 @@ def test_parse_id_rejects_non_positive_integers(raw):
 
 def test_parse_id_accepts_positive_integers():
     assert parse_id("42") == 42
-
-
-def test_json_view_renders_app_errors():
-    @json_view
-    def view():
-        raise errors.NotFound("no such key")
-
-    response = view()
-
-    assert response.status_code == 404
-    assert body(response) == {"error": {"code": "not_found", "message": "no such key"}}
-
-
-def test_json_view_hides_unexpected_errors_and_logs_them(caplog):
-    @json_view
-    def view():
-        raise RuntimeError("password=hunter2 in a stack trace")
-
-    with caplog.at_level(logging.ERROR):
-        response = view()
-
-    assert response.status_code == 500
-    assert body(response) == {
-        "error": {
-            "code": "internal_error",
-            "message": "internal error; the request was not completed",
-        }
-    }
-    assert "hunter2" not in response.body
-    assert "RuntimeError" in caplog.text
 
 
 def test_framework_errors_are_restated_in_the_one_body():

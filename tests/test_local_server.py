@@ -44,8 +44,6 @@ import socket  # noqa: E402
 import pytest  # noqa: E402
 
 from chalicelib import db  # noqa: E402
-from chalicelib.health.service import forget_schema_check  # noqa: E402
-from chalicelib.keys import access  # noqa: E402
 from chalicelib.keys.authorizer import (  # noqa: E402
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
@@ -150,9 +148,7 @@ def test_an_unreachable_database_makes_the_authorizer_answer_503(
         DATABASE_URL=f"postgresql://postgres@127.0.0.1:{dead_port}/none",
         DATABASE_CONNECT_TIMEOUT_SECONDS="1",
     )
-    db.set_database(None)
-    forget_schema_check()
-    access.statuses.clear()  # the key must be looked up, not remembered
+    # set_env resets the container: the key must be looked up, not remembered.
 
     connection = http.client.HTTPConnection(local_server.host, local_server.port, timeout=30)
     connection.request("GET", "/api/v1/symbols", headers={"Authorization": f"Bearer {admin_key}"})

@@ -12,7 +12,7 @@ from referencing.jsonschema import DRAFT202012
 
 from app import app
 from chalicelib import db
-from chalicelib.openapi import Operation, build_document, declare, undeclared_routes
+from chalicelib.openapi import build_document, undeclared_routes
 from tests.factories import daily_times, make_admin_key, make_bars, make_symbol
 
 
@@ -25,8 +25,8 @@ def test_every_served_route_is_declared() -> None:
     missing = undeclared_routes(app.routes)
 
     assert missing == [], (
-        "routes without an operation declaration (add @operation(...) next to the route, or "
-        f"declare(...) at the end of its module): {missing}"
+        "routes not declared through chalicelib.routing.route (no operation in the document, "
+        f"no error mapping): {missing}"
     )
 
 
@@ -81,14 +81,6 @@ def test_query_models_become_parameters(document: dict[str, Any]) -> None:
     assert parameters["limit"]["schema"]["minimum"] == 1
     assert parameters["timeframe"]["schema"]["default"] == "1d"
     assert "HistoricalQuery" not in document["components"]["schemas"]
-
-
-def test_declaring_one_route_twice_differently_is_refused() -> None:
-    first = Operation("GET", "/x-test", summary="one", scope="public", tag="t")
-    declare(first)
-
-    with pytest.raises(ValueError, match="declared twice"):
-        declare(Operation("GET", "/x-test", summary="two", scope="public", tag="t"))
 
 
 def test_openapi_json_is_public_and_matches_the_built_document(

@@ -157,7 +157,6 @@ def test_an_unreachable_secrets_manager_is_a_clear_error(
 ) -> None:
     # Nothing listens on this port: the same failure as a VPC with no route to the service.
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", f"http://127.0.0.1:{free_port()}")
-    secrets.clear_cache()
     arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mdw/db-AbCdEf"
 
     with pytest.raises(ConfigError) as raised:

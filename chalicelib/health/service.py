@@ -1,16 +1,15 @@
 """Is the database reachable and at the schema version this code expects?
 
-API functions ask once per cold start (`ensure_schema_current`) and remember only success, so a
-container that started before `migrate` ran starts serving as soon as the schema catches up.
+API functions ask once per cold start (`health.routes.ensure_schema_current`) and remember only
+success, so a container that started before `migrate` ran starts serving as soon as the schema
+catches up. The boundary opens the connection; these functions judge what it found.
 """
 
 from __future__ import annotations
 
-import threading
-
 import msgspec
 
-from chalicelib import db
+from chalicelib import container, db
 from chalicelib.errors import (
     DATABASE_UNAVAILABLE,
     AppError,
@@ -32,13 +31,10 @@ class HealthReport(msgspec.Struct, frozen=True):
         return self.status == "ok"
 
 
-def check_health() -> HealthReport:
+def schema_report(conn: db.Connection) -> HealthReport:
+    """The database answered on `conn`: is its schema at this code's version?"""
     expected = latest_version()
-    try:
-        version = db.read(current_schema_version, one_snapshot=False)
-    except AppError as exc:
-        # The message is the error's public one: it never names the server (see db.py).
-        return HealthReport("unavailable", "unreachable", None, expected, exc.message)
+    version = current_schema_version(conn)
     if version is None or version < expected:
         return HealthReport(
             "unavailable",
@@ -51,25 +47,22 @@ def check_health() -> HealthReport:
     return HealthReport("ok", "ok", version, expected)
 
 
-_schema_current = False
-_schema_lock = threading.Lock()
+def unreachable_report(error: AppError) -> HealthReport:
+    """The database could not be reached. The message is the error's public one: it never
+    names the server (see db.py)."""
+    return HealthReport("unavailable", "unreachable", None, latest_version(), error.message)
 
 
-def ensure_schema_current() -> None:
-    """Raise ServiceUnavailable until the schema is current; one cheap query per container."""
-    global _schema_current
-    with _schema_lock:
-        if _schema_current:
-            return
-        report = check_health()
-        if report.database == "unreachable":
-            raise DatabaseUnavailable(report.message or DATABASE_UNAVAILABLE)
-        if not report.ok:
-            raise ServiceUnavailable(report.message or "database schema is behind")
-        _schema_current = True
+def schema_known_current() -> bool:
+    """This container already found the schema current (`container.current.schema_current`)."""
+    return container.current.schema_current
 
 
-def forget_schema_check() -> None:
-    """Make the next request check again (tests, and after a failed connection)."""
-    global _schema_current
-    _schema_current = False
+def require_current(report: HealthReport) -> None:
+    """Raise the report's 503 unless it is ok; remember an ok one for the container's life
+    (a failure is not remembered, so serving starts as soon as the schema catches up)."""
+    if report.database == "unreachable":
+        raise DatabaseUnavailable(report.message or DATABASE_UNAVAILABLE)
+    if not report.ok:
+        raise ServiceUnavailable(report.message or "database schema is behind")
+    container.current.schema_current = True

@@ -27,10 +27,6 @@ from chalicelib.route_table import ROUTES
 
 log = logging.getLogger(__name__)
 
-# In Lambda this module is the authorizer container's entry point: app.py, which configures
-# logging for the other functions, is never imported here.
-configure_logging()
-
 bp = Blueprint(__name__)
 
 ADMIN_PREFIX = access.ADMIN_PREFIX
@@ -166,8 +162,20 @@ def _auth_request_of(event: Mapping[str, Any]) -> AuthRequest:
     )
 
 
+def _credential(key_hash: bytes, key_prefix: str) -> access.Credential | None:
+    """The token's key from the cache, or (on a miss) one query on a connection of ours."""
+    found, credential = access.cached_credential(key_hash, key_prefix)
+    if found:
+        return credential
+    with db.connection() as conn:
+        return access.load_credential(conn, key_hash, key_prefix)
+
+
 @bp.authorizer(ttl_seconds=POLICY_TTL_SECONDS)
 def api_key_authorizer(auth_request: AuthRequest) -> AuthResponse:
+    # In Lambda this module is the authorizer container's entry point: app.py's middleware,
+    # which sets up JSON logs for the other functions, never runs here.
+    configure_logging()
     if _method_and_path(auth_request.method_arn or "")[1] is None:
         # No policy can be built for an event without a method ARN: not API Gateway's event.
         log.error("authorizer event without a usable methodArn; refused")
@@ -183,7 +191,7 @@ def api_key_authorizer(auth_request: AuthRequest) -> AuthResponse:
         raise _deny()
     key_prefix = tokens.display_prefix(token)
     try:
-        credential = access.credential_by_hash(tokens.hash_key(token), key_prefix)
+        credential = _credential(tokens.hash_key(token), key_prefix)
     except AppError as exc:
         log.error("authorizer could not check a key: %s", exc.message)
         raise _unavailable() from None

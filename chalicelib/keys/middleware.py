@@ -19,13 +19,10 @@ minute in the same statement. No query runs before the view. The rate limit is d
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import re
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -33,9 +30,9 @@ import msgspec
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import db
+from chalicelib import container, db
 from chalicelib.errors import AppError, Forbidden, RateLimited, Unauthorized
-from chalicelib.http import error_response
+from chalicelib.http import error_response, request_id_of, source_ip_of
 from chalicelib.keys import access, repository
 from chalicelib.keys.models import EVENT_AUTH_FAILED, KeyStatus, RequestRecord
 from chalicelib.ops.observability import log_request
@@ -44,74 +41,6 @@ log = logging.getLogger(__name__)
 
 _PATH_PARAMETER = re.compile(r"\{([^/{}]+)\}")
 _MAX_PATH = 2048
-
-
-class RateLimiter:
-    """Per key: the times this container admitted its requests in the last window, and until
-    when (monotonic) the shared window is full, as the last audit write said."""
-
-    WINDOW_SECONDS = 60.0
-
-    def __init__(self) -> None:
-        self._admitted: dict[int, deque[float]] = {}
-        self._full_until: dict[int, tuple[int, float]] = {}
-        self._lock = threading.Lock()
-        self._monotonic = time.monotonic
-
-    def admit(self, key_id: int, limit: int) -> float:
-        """Take a slot now and return 0, or return the seconds until one frees (nothing taken).
-
-        Check and take happen under one lock: racing threads cannot both take the last slot.
-        """
-        with self._lock:
-            now = self._monotonic()
-            entry = self._full_until.get(key_id)
-            # A changed limit starts over: the shared count was measured against the old one.
-            if entry is not None and entry[0] == limit and entry[1] > now:
-                return entry[1] - now
-            admitted = self._admitted.setdefault(key_id, deque())
-            while admitted and admitted[0] <= now - self.WINDOW_SECONDS:
-                admitted.popleft()
-            if len(admitted) >= limit:
-                # The oldest admissions free their slots; the limit may have been lowered.
-                return admitted[len(admitted) - limit] + self.WINDOW_SECONDS - now
-            admitted.append(now)
-            return 0.0
-
-    def observe(self, key_id: int, limit: int, *, used: int, seconds_until_slot: float) -> None:
-        """Learn the shared window from the audit statement (every container's requests)."""
-        with self._lock:
-            if used >= limit and seconds_until_slot > 0:
-                self._full_until[key_id] = (limit, self._monotonic() + seconds_until_slot)
-            else:
-                self._full_until.pop(key_id, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._admitted.clear()
-            self._full_until.clear()
-
-
-rate_limiter = RateLimiter()
-
-
-def source_ip_of(event: Request) -> str | None:
-    raw = (event.context.get("identity") or {}).get("sourceIp")
-    if not raw:
-        return None
-    try:
-        return str(ipaddress.ip_address(raw))
-    except ValueError:
-        return None
-
-
-def request_id_of(event: Request) -> str | None:
-    # API Gateway's id (also in its x-amzn-RequestId header); the local server has none, so
-    # its invocation id stands in.
-    request_id = event.context.get("requestId") or getattr(
-        event.lambda_context, "aws_request_id", None
-    )
-    return str(request_id)[:200] if request_id else None
 
 
 def _path(route: str, uri_params: dict[str, str] | None) -> str:
@@ -147,7 +76,7 @@ def _write_audit_row(
         repository.record_request(conn, record, unless_recorded=again)
         return
     window = repository.record_request_in_window(conn, record, rate_limit_per_minute=limit)
-    rate_limiter.observe(
+    container.current.rate_limiter.observe(
         record.key_id, limit, used=window.used, seconds_until_slot=window.seconds_until_slot
     )
 
@@ -193,6 +122,15 @@ def _record(
             return
 
 
+def _key_status(key_id: int) -> KeyStatus | None:
+    """The key's status from the cache, or (on a miss) one query on a connection of ours."""
+    found, status = access.cached_status(key_id)
+    if found:
+        return status
+    with db.connection() as conn:
+        return access.load_status(conn, key_id)
+
+
 def enforce_key_policy(event: Request, get_response: Callable[[Request], Response]) -> Any:
     """Key status, scope, IP allow-list and rate limit before the view; the audit row after."""
     authorizer_context = event.context.get("authorizer") or {}
@@ -219,7 +157,7 @@ def enforce_key_policy(event: Request, get_response: Callable[[Request], Respons
         )
 
     try:
-        status = access.status_by_id(key_id)
+        status = _key_status(key_id)
     except AppError as exc:
         return error_response(exc)
 
@@ -242,7 +180,7 @@ def enforce_key_policy(event: Request, get_response: Callable[[Request], Respons
 
     limit = status.rate_limit_per_minute
     if limit is not None:
-        wait = rate_limiter.admit(key_id, limit)
+        wait = container.current.rate_limiter.admit(key_id, limit)
         if wait > 0:
             _record(record(429, access.REASON_RATE_LIMITED), status=status)
             return error_response(

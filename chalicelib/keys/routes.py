@@ -7,10 +7,8 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 
 from chalicelib import db
-from chalicelib.http import json_response, json_view, parse_body, parse_id, parse_query
+from chalicelib.http import json_response, parse_id, request_id_of, source_ip_of
 from chalicelib.keys import access, service
-from chalicelib.keys.authorizer import api_key_authorizer
-from chalicelib.keys.middleware import request_id_of, source_ip_of
 from chalicelib.keys.models import (
     Actor,
     AuditPageOut,
@@ -23,7 +21,7 @@ from chalicelib.keys.models import (
     RotateKeyRequest,
     UpdateKeyRequest,
 )
-from chalicelib.openapi import operation
+from chalicelib.routing import route
 
 bp = Blueprint(__name__)
 
@@ -41,19 +39,14 @@ def _request() -> Request:
     return request
 
 
-def _body(request: Request) -> bytes:
-    raw = request.raw_body
-    return raw.encode() if isinstance(raw, str) else raw
-
-
 def _actor(request: Request) -> Actor:
     context = request.context.get("authorizer") or {}
     who = f"key {context.get('key_id', '?')} ({context.get('key_prefix', '?')})"
     return Actor(who=who, request_id=request_id_of(request), source_ip=source_ip_of(request))
 
 
-@bp.route(KEYS, methods=["POST"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "POST",
     KEYS,
     summary="Create an API key",
@@ -67,11 +60,8 @@ def _actor(request: Request) -> Actor:
     status=201,
     errors=(400, 409, 413),
 )
-@json_view
-def create_api_key() -> Response:
-    request = _request()
-    body = parse_body(_body(request), CreateKeyRequest)
-    actor = _actor(request)
+def create_api_key(*, body: CreateKeyRequest) -> Response:
+    actor = _actor(_request())
     created = db.write(
         lambda conn: service.create_key(
             conn,
@@ -88,8 +78,8 @@ def create_api_key() -> Response:
     )
 
 
-@bp.route(KEYS, methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     KEYS,
     summary="List API keys",
@@ -101,9 +91,7 @@ def create_api_key() -> Response:
     response=KeyList,
     errors=(400,),
 )
-@json_view
-def list_api_keys() -> Response:
-    query = parse_query(_request().query_params, ListKeysQuery)
+def list_api_keys(*, query: ListKeysQuery) -> Response:
     # A read: no lock, no write (usage is read from the audit log), run again on a lost
     # connection.
     keys = db.read(lambda conn: service.list_keys(conn, active_only=query.active_only))
@@ -113,8 +101,8 @@ def list_api_keys() -> Response:
     )
 
 
-@bp.route(KEY, methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     KEY,
     summary="Show an API key",
@@ -124,15 +112,14 @@ def list_api_keys() -> Response:
     errors=(400, 404),
     path_parameters=KEY_PARAMETER,
 )
-@json_view
 def show_api_key(key_id: str) -> Response:
     parsed_id = parse_id(key_id)
     key = db.read(lambda conn: service.get_key(conn, parsed_id))
     return json_response(KeyOut.from_key(key, access.utc_now()))
 
 
-@bp.route(KEY, methods=["PUT"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "PUT",
     KEY,
     summary="Change, revoke or restore an API key",
@@ -148,19 +135,15 @@ def show_api_key(key_id: str) -> Response:
     errors=(400, 404, 409, 413),
     path_parameters=KEY_PARAMETER,
 )
-@json_view
-def update_api_key(key_id: str) -> Response:
-    request = _request()
+def update_api_key(key_id: str, *, body: UpdateKeyRequest) -> Response:
     parsed_id = parse_id(key_id)
-    changes = parse_body(_body(request), UpdateKeyRequest)
-    actor = _actor(request)
-    key = db.write(lambda conn: service.update_key(conn, parsed_id, changes, actor=actor))
-    access.statuses.clear()  # this container sees the change at once, others within the TTL
+    actor = _actor(_request())
+    key = db.write(lambda conn: service.update_key(conn, parsed_id, body, actor=actor))
     return json_response(KeyOut.from_key(key, access.utc_now()))
 
 
-@bp.route(KEY, methods=["DELETE"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "DELETE",
     KEY,
     summary="Delete an API key for good (its audit history stays)",
@@ -170,18 +153,15 @@ def update_api_key(key_id: str) -> Response:
     errors=(400, 404),
     path_parameters=KEY_PARAMETER,
 )
-@json_view
 def delete_api_key(key_id: str) -> Response:
-    request = _request()
     parsed_id = parse_id(key_id)
-    actor = _actor(request)
+    actor = _actor(_request())
     db.write(lambda conn: service.delete_key(conn, parsed_id, actor=actor))
-    access.statuses.clear()
     return Response(body="", status_code=204)
 
 
-@bp.route(KEY + "/rotate", methods=["POST"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "POST",
     KEY + "/rotate",
     summary="Rotate an API key",
@@ -191,30 +171,24 @@ def delete_api_key(key_id: str) -> Response:
     scope="admin",
     tag=TAG,
     body=RotateKeyRequest,
+    body_required=False,  # no body: no grace period
     response=CreatedKeyOut,
     errors=(400, 404, 409, 413),
     path_parameters=KEY_PARAMETER,
 )
-@json_view
-def rotate_api_key(key_id: str) -> Response:
-    request = _request()
+def rotate_api_key(key_id: str, *, body: RotateKeyRequest) -> Response:
     parsed_id = parse_id(key_id)
-    # The body is optional: no body rotates with no grace period.
-    options = (
-        parse_body(_body(request), RotateKeyRequest) if request.raw_body else RotateKeyRequest()
-    )
-    actor = _actor(request)
+    actor = _actor(_request())
     created = db.write(
         lambda conn: service.rotate_key(
-            conn, parsed_id, grace_seconds=options.grace_seconds, actor=actor
+            conn, parsed_id, grace_seconds=body.grace_seconds, actor=actor
         )
     )
-    access.statuses.clear()
     return json_response(CreatedKeyOut.from_created(created, access.utc_now()), headers=NO_STORE)
 
 
-@bp.route(KEY + "/audit", methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     KEY + "/audit",
     summary="A key's audit log",
@@ -230,10 +204,8 @@ def rotate_api_key(key_id: str) -> Response:
     errors=(400, 404),
     path_parameters=KEY_PARAMETER,
 )
-@json_view
-def api_key_audit(key_id: str) -> Response:
+def api_key_audit(key_id: str, *, query: AuditQuery) -> Response:
     parsed_id = parse_id(key_id)
-    query = parse_query(_request().query_params, AuditQuery)
     page = db.read(lambda conn: service.audit_page(conn, parsed_id, query))
     return json_response(
         AuditPageOut(key_id=page.key_id, items=page.items, next_cursor=page.next_cursor)

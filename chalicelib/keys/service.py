@@ -1,6 +1,7 @@
 """API key operations: the rules, independent of HTTP.
 
-Every change to a key writes a lifecycle row to the audit log in the caller's transaction.
+Every change to a key writes a lifecycle row to the audit log in the caller's transaction, and
+empties this process's key status cache (`access.forget_statuses`).
 Usage counters (`request_count`, `last_used_at`) are never written per request: showing or
 listing keys reads them (folded counters plus the audit rows not folded yet) without writing,
 and only the archive job folds, before it deletes old audit rows.
@@ -20,7 +21,7 @@ import psycopg
 from msgspec import UNSET, UnsetType
 
 from chalicelib.errors import BadRequest, Conflict, NotFound
-from chalicelib.keys import repository, tokens
+from chalicelib.keys import access, repository, tokens
 from chalicelib.keys.access import utc_now
 from chalicelib.keys.models import (
     MAX_CIDRS,
@@ -240,6 +241,7 @@ def update_key(
         _record(conn, "restored" if active else "revoked", updated, actor, "")
     if changed:
         _record(conn, "updated", updated, actor, f"changed {', '.join(changed)}")
+    _forget_cached_statuses()
     return updated
 
 
@@ -294,6 +296,7 @@ def rotate_key(
         actor,
         f"replaced {current.key_prefix}, which works for {grace_seconds}s more",
     )
+    _forget_cached_statuses()
     return CreatedKey(key=rotated, raw_key=raw_key)
 
 
@@ -302,6 +305,15 @@ def delete_key(conn: Connection, key_id: int, *, actor: Actor | None = None) -> 
     current = _locked(conn, key_id)
     repository.delete_key(conn, key_id)
     _record(conn, "deleted", current, actor, f"name {current.name}")
+    _forget_cached_statuses()
+
+
+def _forget_cached_statuses() -> None:
+    """Every change to a key empties this process's status cache, whoever made the change (an
+    admin route, `mdw keys`): the next check here reads the key again, other containers within
+    AUTH_CACHE_TTL_SECONDS. It runs before the caller commits, so a check racing the commit may
+    keep the old status, but never for longer than that same TTL."""
+    access.forget_statuses()
 
 
 def _filter_fingerprint(key_id: int, query: AuditQuery) -> str:

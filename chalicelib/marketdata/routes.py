@@ -5,8 +5,7 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib import db
-from chalicelib.http import JSON_HEADERS, json_response, json_view, parse_query
-from chalicelib.keys.authorizer import api_key_authorizer
+from chalicelib.http import JSON_HEADERS, json_response
 from chalicelib.marketdata import service
 from chalicelib.marketdata.models import (
     HistoricalPage,
@@ -14,15 +13,15 @@ from chalicelib.marketdata.models import (
     PipelineStatus,
     SymbolSummaryList,
 )
-from chalicelib.openapi import operation
+from chalicelib.routing import route
 
 bp = Blueprint(__name__)
 
 TAG = "Market data"
 
 
-@bp.route("/api/v1/symbols", methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     "/api/v1/symbols",
     summary="Active symbols with their timeframes and first/last bar",
@@ -30,14 +29,13 @@ TAG = "Market data"
     tag=TAG,
     response=SymbolSummaryList,
 )
-@json_view
 def list_symbols() -> Response:
     symbols = db.read(service.list_active_symbols)
     return json_response(symbols)
 
 
-@bp.route("/api/v1/historical/{symbol}", methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     "/api/v1/historical/{symbol}",
     summary="Bars of one symbol and timeframe, oldest first, a page at a time",
@@ -56,16 +54,14 @@ def list_symbols() -> Response:
     errors=(400, 404),
     path_parameters={"symbol": "Any accepted spelling: `AAPL`, `btc`, `BTC-USD`, `X:BTCUSD`."},
 )
-@json_view
-def historical(symbol: str) -> Response:
-    query = parse_query(bp.current_request.query_params, HistoricalQuery)
+def historical(symbol: str, *, query: HistoricalQuery) -> Response:
     # One snapshot for the page: the extra row that decides next_cursor sees the same data.
     body = db.read(lambda conn: service.historical_page(conn, symbol, query))
     return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
 
 
-@bp.route("/api/v1/status", methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     "/api/v1/status",
     summary="Pipeline status: symbols by backfill status, stalest symbol, last run, "
@@ -74,7 +70,6 @@ def historical(symbol: str) -> Response:
     tag=TAG,
     response=PipelineStatus,
 )
-@json_view
 def status() -> Response:
     report = db.read(service.pipeline_status)
     return json_response(report)

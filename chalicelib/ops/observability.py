@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from chalicelib import container
 from chalicelib.config import get_settings
 
 COUNT = "Count"
@@ -40,15 +41,13 @@ _context: ContextVar[Mapping[str, Any]] = ContextVar(
     "mdw_log_context", default=MappingProxyType({})
 )
 _write_lock = threading.Lock()
-# Where finished records go. Lambda (and anything that sets nothing) gets JSON lines on stdout;
-# the local server renders them for a person instead (`make run --log-format human`).
-_sink: Callable[[Mapping[str, Any]], None] | None = None
 
 
 def write_records_with(sink: Callable[[Mapping[str, Any]], None] | None) -> None:
-    """Send every record to `sink` instead of stdout as JSON; None restores JSON lines."""
-    global _sink
-    _sink = sink
+    """Send every record to `sink` instead of stdout as JSON; None restores JSON lines. Lambda
+    (and anything that sets nothing) gets JSON lines on stdout; the local server renders them
+    for a person instead (`make run --log-format human`)."""
+    container.current.log_sink = sink
 
 
 def function_name() -> str:
@@ -69,8 +68,9 @@ def _clean(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _write(record: Mapping[str, Any]) -> None:
-    if _sink is not None:
-        _sink(record)
+    sink = container.current.log_sink
+    if sink is not None:
+        sink(record)
         return
     line = json.dumps(record, default=str, separators=(",", ":"))
     with _write_lock:
@@ -185,12 +185,15 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging() -> None:
     """In Lambda, make the runtime's log handler write JSON lines; elsewhere leave logging as
-    it is (a terminal reads better as text)."""
-    if not get_settings().in_lambda:
+    it is (a terminal reads better as text). Once per container: later calls cost a flag."""
+    state = container.current
+    if state.logging_configured:
         return
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler(sys.stdout))
-    for handler in root.handlers:
-        handler.setFormatter(JsonFormatter())
+    if get_settings().in_lambda:
+        root = logging.getLogger()
+        root.setLevel(logging.INFO)
+        if not root.handlers:
+            root.addHandler(logging.StreamHandler(sys.stdout))
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
+    state.logging_configured = True

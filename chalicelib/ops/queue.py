@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib import container
 from chalicelib.errors import ServiceUnavailable
 
 # SQS's limit per SendMessageBatch call.
@@ -25,28 +26,27 @@ RETRIES_PER_ENTRY = 2
 # gets room, and the planner's concurrent batches do not retry in lockstep.
 RETRY_BACKOFF_SECONDS = 0.2
 
-_clients: dict[str, Any] = {}
-_urls: dict[str, str] = {}
+# The client and the URLs are kept in `container.current` (sqs_client, queue_urls).
 _lock = threading.Lock()
 
 
 def sqs_client() -> Any:
     """One SQS client per container (clients are thread-safe; sessions are not)."""
+    state = container.current
     with _lock:
-        client = _clients.get("sqs")
+        client = state.sqs_client
         if client is None:
             import boto3
 
-            client = boto3.client("sqs")
-            _clients["sqs"] = client
+            client = state.sqs_client = boto3.client("sqs")
         return client
 
 
 def queue_url(name: str) -> str:
     """The queue's URL, looked up once per container."""
-    with _lock:
-        if name in _urls:
-            return _urls[name]
+    cached = container.current.queue_urls.get(name)
+    if cached is not None:
+        return cached
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -58,24 +58,16 @@ def queue_url(name: str) -> str:
         raise ServiceUnavailable(
             f"cannot reach SQS for queue {name!r}: {type(exc).__name__}"
         ) from None
-    with _lock:
-        _urls[name] = url
-    return url
+    return container.current.queue_urls.put(name, url)
 
 
 def install_client(client: Any) -> None:
     """Use `client` (anything with SQS's get_queue_url and send_message_batch) instead of
     boto3's: `make run` drains a local queue with the worker's own code."""
+    state = container.current
     with _lock:
-        _clients["sqs"] = client
-        _urls.clear()
-
-
-def forget_clients() -> None:
-    """Drop cached clients and URLs (tests switch between moto and nothing)."""
-    with _lock:
-        _clients.clear()
-        _urls.clear()
+        state.sqs_client = client
+        state.queue_urls.clear()
 
 
 @dataclass(slots=True)

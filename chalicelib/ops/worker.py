@@ -13,13 +13,12 @@ running again, so a redelivery changes nothing.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from chalicelib import db
+from chalicelib import container, db
 from chalicelib.config import get_settings
 from chalicelib.errors import describe_error
 from chalicelib.ops import repository
@@ -34,9 +33,6 @@ from chalicelib.ops.observability import COUNT, bound, log_event
 if TYPE_CHECKING:
     from chalicelib.backfill.models import BackfillResult
     from chalicelib.polygon import PolygonClient
-
-_client_lock = threading.Lock()
-_clients: dict[tuple[str, str | None, str | None], PolygonClient] = {}
 
 
 class RejectedMessage(Exception):
@@ -55,22 +51,18 @@ def provider_client() -> PolygonClient:
         settings.polygon_api_key,
         settings.polygon_api_key_secret_arn,
     )
-    with _client_lock:
-        client = _clients.get(cache_key)
-        if client is None:
-            api_key = resolve_polygon_api_key(settings)
-            client = PolygonClient.from_settings(
-                msgspec.structs.replace(settings, polygon_api_key=api_key)
-            )
-            _clients[cache_key] = client
-        return client
 
+    def create() -> PolygonClient:
+        api_key = resolve_polygon_api_key(settings)
+        return PolygonClient.from_settings(
+            msgspec.structs.replace(settings, polygon_api_key=api_key)
+        )
 
-def forget_clients() -> None:
-    with _client_lock:
-        for client in _clients.values():
-            client.close()
-        _clients.clear()
+    # Kept in `container.current.polygon_clients`; a client pushed out of it is closed.
+    client: PolygonClient = container.current.polygon_clients.get_or_create(
+        cache_key, create, on_evict=lambda evicted: evicted.close()
+    )
+    return client
 
 
 # ----------------------------------------------------------------------------------------------

@@ -98,7 +98,8 @@ def add_command(symbol: str, asset_class: str, timeframes: tuple[str, ...], as_j
     if timeframes:
         data["timeframes"] = list(timeframes)
     request = validated_options(data, AddSymbolRequest, options={"symbol": "SYMBOL"})
-    row = service.add_symbol(request)
+    with db.connection() as conn:
+        row = service.add_symbol(conn, request)
     added = SymbolOut.from_row(row)
     _echo_symbol(added, as_json=as_json, verb="added")
 
@@ -181,7 +182,9 @@ def backfill_command(symbol: str) -> None:
     """Backfill SYMBOL now, every timeframe it tracks. Exits 1 if a timeframe failed."""
     from chalicelib.backfill.cli import summary_lines
 
-    outcome = service.backfill_symbol(symbol)
+    with db.connection() as conn:
+        tracked = service.resolve_symbol(conn, symbol)
+    outcome = service.backfill_symbol(tracked)
     results = list(outcome.results or [])
     for line in summary_lines(results):
         click.echo(line)

@@ -8,10 +8,9 @@ import msgspec
 from chalice import Blueprint, Response
 
 from chalicelib import db
-from chalicelib.http import json_response, json_view, parse_body, parse_query
-from chalicelib.keys.authorizer import api_key_authorizer
+from chalicelib.http import json_response
 from chalicelib.marketdata.models import UtcDateTime
-from chalicelib.openapi import operation
+from chalicelib.routing import route
 from chalicelib.symbols import service
 from chalicelib.symbols.models import (
     AddSymbolRequest,
@@ -57,13 +56,8 @@ class BackfillResponse(msgspec.Struct, frozen=True):
     queued: list[QueuedBackfillOut]
 
 
-def _raw_body() -> bytes:
-    raw = bp.current_request.raw_body
-    return raw.encode() if isinstance(raw, str) else raw
-
-
-@bp.route("/api/v1/admin/symbols", methods=["POST"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "POST",
     "/api/v1/admin/symbols",
     summary="Track a symbol",
@@ -76,15 +70,15 @@ def _raw_body() -> bytes:
     status=201,
     errors=(400, 409, 413, 422),
 )
-@json_view
-def add_symbol() -> Response:
-    request = parse_body(_raw_body(), AddSymbolRequest)
-    row = service.add_symbol(request)
+def add_symbol(*, body: AddSymbolRequest) -> Response:
+    # Not one transaction: the provider check runs between the duplicate check and the insert.
+    with db.connection() as conn:
+        row = service.add_symbol(conn, body)
     return json_response(SymbolOut.from_row(row), status=201)
 
 
-@bp.route("/api/v1/admin/symbols", methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     "/api/v1/admin/symbols",
     summary="List tracked symbols",
@@ -94,9 +88,7 @@ def add_symbol() -> Response:
     response=SymbolList,
     errors=(400,),
 )
-@json_view
-def list_symbols() -> Response:
-    query = parse_query(bp.current_request.query_params, SymbolListQuery)
+def list_symbols(*, query: SymbolListQuery) -> Response:
     symbols = db.read(
         lambda conn: service.list_symbols(conn, active=query.active, asset_class=query.asset_class),
         one_snapshot=False,  # one statement
@@ -104,8 +96,8 @@ def list_symbols() -> Response:
     return json_response(SymbolList(symbols=symbols, count=len(symbols)))
 
 
-@bp.route("/api/v1/admin/symbols/{symbol}", methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     "/api/v1/admin/symbols/{symbol}",
     summary="A tracked symbol with statistics per timeframe",
@@ -118,14 +110,13 @@ def list_symbols() -> Response:
     errors=(400, 404),
     path_parameters=SYMBOL_PARAMETER,
 )
-@json_view
 def get_symbol(symbol: str) -> Response:
     detail = db.read(lambda conn: service.get_symbol_detail(conn, symbol))
     return json_response(detail)
 
 
-@bp.route("/api/v1/admin/symbols/{symbol}", methods=["PUT"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "PUT",
     "/api/v1/admin/symbols/{symbol}",
     summary="Change or reactivate a tracked symbol",
@@ -136,15 +127,13 @@ def get_symbol(symbol: str) -> Response:
     errors=(400, 404, 413),
     path_parameters=SYMBOL_PARAMETER,
 )
-@json_view
-def update_symbol(symbol: str) -> Response:
-    request = parse_body(_raw_body(), UpdateSymbolRequest)
-    updated = db.write(lambda conn: service.update_symbol(conn, symbol, request))
+def update_symbol(symbol: str, *, body: UpdateSymbolRequest) -> Response:
+    updated = db.write(lambda conn: service.update_symbol(conn, symbol, body))
     return json_response(updated)
 
 
-@bp.route("/api/v1/admin/symbols/{symbol}", methods=["DELETE"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "DELETE",
     "/api/v1/admin/symbols/{symbol}",
     summary="Deactivate a symbol (its bars and history are kept)",
@@ -154,16 +143,13 @@ def update_symbol(symbol: str) -> Response:
     errors=(400, 404),
     path_parameters=SYMBOL_PARAMETER,
 )
-@json_view
 def deactivate_symbol(symbol: str) -> Response:
     row = db.write(lambda conn: service.deactivate_symbol(conn, symbol))
     return json_response(row)
 
 
-@bp.route(
-    "/api/v1/admin/symbols/{symbol}/backfill", methods=["POST"], authorizer=api_key_authorizer
-)
-@operation(
+@route(
+    bp,
     "POST",
     "/api/v1/admin/symbols/{symbol}/backfill",
     summary="Backfill a symbol now",
@@ -177,10 +163,10 @@ def deactivate_symbol(symbol: str) -> Response:
     errors=(400, 404),
     path_parameters=SYMBOL_PARAMETER,
 )
-@json_view
 def backfill_symbol(symbol: str) -> Response:
     request_id = bp.current_request.context.get("requestId")
-    outcome = service.backfill_symbol(symbol, request_id=str(request_id) if request_id else None)
+    tracked = db.read(lambda conn: service.resolve_symbol(conn, symbol), one_snapshot=False)
+    outcome = service.backfill_symbol(tracked, request_id=str(request_id) if request_id else None)
     runs = [
         msgspec.convert(result, BackfillResultOut, from_attributes=True)
         for result in outcome.results

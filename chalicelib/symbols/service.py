@@ -1,5 +1,8 @@
 """Tracked symbols: add (checked against the provider), list, inspect with statistics, change,
-deactivate, and backfill on request. No HTTP here; the routes translate."""
+deactivate, and backfill on request. No HTTP here; the routes translate.
+
+Like every service, these work on the connection their caller gives them and open none.
+"""
 
 from __future__ import annotations
 
@@ -84,22 +87,23 @@ def check_ticker_exists(symbol: str, asset_class: str) -> None:
 
 
 def add_symbol(
-    request: AddSymbolRequest, *, check_ticker: TickerCheck | None = check_ticker_exists
+    conn: Connection,
+    request: AddSymbolRequest,
+    *,
+    check_ticker: TickerCheck | None = check_ticker_exists,
 ) -> TrackedSymbol:
-    """Normalise, refuse a duplicate, check the provider (outside any transaction, so a slow
-    provider holds no locks), then insert. The insert still turns a race into Conflict."""
+    """Normalise, refuse a duplicate, check the provider, then insert. Give it a connection
+    outside any transaction (each statement then commits on its own), so a slow provider holds
+    no transaction open. The insert still turns a race into Conflict."""
     symbol, asset_class = normalize_symbol(request.symbol, request.asset_class)
     timeframes = _ordered_timeframes(request.timeframes)
-    existing = db.read(lambda conn: repository.get_symbol(conn, symbol), one_snapshot=False)
-    if existing is not None:
+    if repository.get_symbol(conn, symbol) is not None:
         # Let the insert raise the one Conflict message.
         check_ticker = None
     if check_ticker is not None and get_settings().symbol_check_on_add:
         check_ticker(symbol, asset_class)
-    return db.write(
-        lambda conn: repository.insert_symbol(
-            conn, symbol=symbol, asset_class=asset_class, timeframes=timeframes
-        )
+    return repository.insert_symbol(
+        conn, symbol=symbol, asset_class=asset_class, timeframes=timeframes
     )
 
 
@@ -180,13 +184,13 @@ class BackfillOutcome(msgspec.Struct, frozen=True):
     queued: list[SymbolBackfill] = msgspec.field(default_factory=list)
 
 
-def backfill_symbol(raw: str, *, request_id: str | None = None) -> BackfillOutcome:
-    """Backfill one tracked symbol now, every timeframe.
+def backfill_symbol(tracked: TrackedSymbol, *, request_id: str | None = None) -> BackfillOutcome:
+    """Backfill one tracked symbol (from `resolve_symbol`) now, every timeframe.
 
-    Locally (and in tests) the backfill runs in this request. In Lambda it would outlive API
-    Gateway's 29-second limit, so there each timeframe is queued for the backfill worker.
+    Locally (and in tests) the backfill runs in this request, as the backfill job does (it
+    opens its own unit of work per timeframe). In Lambda it would outlive API Gateway's
+    29-second limit, so there each timeframe is queued for the backfill worker.
     """
-    tracked = db.read(lambda conn: resolve_symbol(conn, raw), one_snapshot=False)
     if get_settings().in_lambda:
         return BackfillOutcome(
             tracked.symbol, queued=queue_backfill(tracked, request_id=request_id or uuid4().hex)

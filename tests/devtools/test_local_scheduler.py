@@ -19,12 +19,6 @@ from devtools.polygon_sim import PolygonSimulator
 from tests.factories import make_symbol
 
 
-@pytest.fixture(autouse=True)
-def _no_installed_client():
-    yield
-    queue.forget_clients()
-
-
 def wait_for(condition, timeout=20.0):
     deadline = time.monotonic() + timeout
     while not condition():

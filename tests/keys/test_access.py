@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib import db
+from chalicelib import container, db
 from chalicelib.errors import DatabaseUnavailable
 from chalicelib.keys import access
 from chalicelib.keys.models import KeyStatus
+from chalicelib.keys.status_cache import StatusCache
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -89,7 +89,7 @@ def test_source_ip_allowed(cidrs, source_ip, allowed):
 
 
 def test_the_status_cache_trusts_entries_for_the_ttl_only(monkeypatch):
-    cache = access.StatusCache()
+    cache = StatusCache()
     clock = [1000.0]
     monkeypatch.setattr(cache, "_monotonic", lambda: clock[0])
     cache.remember(7, status(), key_hash=b"h" * 32)
@@ -108,7 +108,7 @@ def test_the_status_cache_trusts_entries_for_the_ttl_only(monkeypatch):
 
 
 def test_the_status_cache_remembers_that_a_key_is_gone():
-    cache = access.StatusCache()
+    cache = StatusCache()
     cache.remember(9, None)
 
     assert cache.status(9, ttl=10) == (True, None)
@@ -116,32 +116,78 @@ def test_the_status_cache_remembers_that_a_key_is_gone():
 
 
 def test_a_ttl_of_zero_disables_the_cache():
-    cache = access.StatusCache()
+    cache = StatusCache()
     cache.remember(7, status())
 
     assert cache.status(7, ttl=0) == (False, None)
 
 
 @pytest.fixture
-def unreachable_database() -> Iterator[None]:
+def unreachable_database(set_env) -> None:
     """Nothing listens on port 1: any query fails at once with DatabaseUnavailable."""
-    db.set_database(db.Database("postgresql://mdw@127.0.0.1:1/nowhere", connect_timeout=1))
-    yield
-    db.set_database(None)
-
-
-def test_a_cached_key_is_verified_without_the_database(set_env, unreachable_database):
     set_env(AUTH_CACHE_TTL_SECONDS="10")
-    access.statuses.remember(7, status(), key_hash=b"h" * 32)
+    db.set_database(db.Database("postgresql://mdw@127.0.0.1:1/nowhere", connect_timeout=1))
 
-    current = access.credential_by_hash(b"h" * 32, "mdw_current0")
-    previous = access.credential_by_hash(b"h" * 32, "mdw_previous")
-    by_id = access.status_by_id(7)
-    access.statuses.clear()
 
-    assert current == access.Credential(status(), access.CURRENT)
-    assert previous == access.Credential(status(), access.PREVIOUS)
-    assert by_id == status()
-    # Without the cached entry the same lookup has to ask the (unreachable) database.
+def test_a_cached_key_is_verified_without_the_database(unreachable_database):
+    container.current.key_statuses.remember(7, status(), key_hash=b"h" * 32)
+
+    current = access.cached_credential(b"h" * 32, "mdw_current0")
+    previous = access.cached_credential(b"h" * 32, "mdw_previous")
+    by_id = access.cached_status(7)
+    access.forget_statuses()
+
+    assert current == (True, access.Credential(status(), access.CURRENT))
+    assert previous == (True, access.Credential(status(), access.PREVIOUS))
+    assert by_id == (True, status())
+    # Without the cached entry the cache cannot answer, and the caller's connection must.
+    assert access.cached_status(7) == (False, None)
+    assert access.cached_credential(b"h" * 32, "mdw_current0") == (False, None)
     with pytest.raises(DatabaseUnavailable, match=r"^the database is unavailable; retry shortly$"):
-        access.status_by_id(7)
+        with db.connection() as conn:
+            access.load_status(conn, 7)
+
+
+def test_a_loaded_status_is_remembered_for_the_ttl(set_env, pinned_db):
+    from tests.factories import make_key
+
+    set_env(AUTH_CACHE_TTL_SECONDS="10")
+    created = make_key(pinned_db)
+
+    loaded = access.load_status(pinned_db, created.key.id)
+    gone = access.load_status(pinned_db, created.key.id + 1000)
+
+    assert loaded is not None
+    assert loaded.id == created.key.id
+    assert access.cached_status(created.key.id) == (True, loaded)
+    assert gone is None
+    assert access.cached_status(created.key.id + 1000) == (True, None)
+
+
+def test_the_status_cache_keeps_at_most_its_bound_dropping_the_oldest_first():
+    cache = StatusCache(max_entries=3)
+    for key_id in (1, 2, 3):
+        cache.remember(key_id, status(id=key_id), key_hash=bytes([key_id]) * 32)
+    cache.remember(1, status(id=1), key_hash=b"\x01" * 32)  # stored again: the newest now
+    cache.remember(4, status(id=4), key_hash=b"\x04" * 32)
+
+    assert len(cache) == 3
+    assert cache.status(2, ttl=10) == (False, None)  # the oldest went
+    assert cache.key_id_for(b"\x02" * 32, ttl=10) is None
+    assert [cache.status(k, ttl=10)[0] for k in (1, 3, 4)] == [True, True, True]
+    assert cache.key_id_for(b"\x04" * 32, ttl=10) == 4
+
+
+def test_the_container_bounds_the_status_cache():
+    assert container.current.key_statuses.max_entries == 10_000
+
+
+def test_parsed_allow_lists_are_cached_within_a_bound():
+    networks = container.current.networks
+    for n in range(networks.max_entries + 5):
+        assert access.source_ip_allowed([f"10.{n // 256}.{n % 256}.0/24"], "192.0.2.1") is False
+
+    assert len(networks) == networks.max_entries
+    assert ("10.0.0.0/24",) not in networks  # the first ones went
+    last = networks.max_entries + 4
+    assert (f"10.{last // 256}.{last % 256}.0/24",) in networks

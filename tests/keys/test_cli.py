@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from chalicelib.cli import main
-from chalicelib.keys import tokens
+from chalicelib.keys import access, tokens
 
 pytestmark = pytest.mark.committed
 
@@ -88,6 +88,27 @@ def test_revoke_restore_rotate_and_delete(mdw):
     assert "audit history is kept" in deleted.output
     events = [row["event"] for row in json.loads(history.output)["items"]]
     assert events == ["deleted", "rotated", "restored", "revoked", "created"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("revoke",), ("restore",), ("rotate",), ("delete", "--yes")],
+)
+def test_every_change_from_the_cli_empties_this_processs_status_cache(
+    mdw, committed_db, set_env, command
+):
+    set_env(AUTH_CACHE_TTL_SECONDS="60")
+    key_id = json.loads(mdw("create", "cached", "--scope", "read", "--json").output)["id"]
+    if command[0] == "restore":
+        assert mdw("revoke", str(key_id)).exit_code == 0
+    with psycopg.connect(committed_db, autocommit=True) as conn:
+        before = access.load_status(conn, key_id)  # remembered, as a request would
+    assert access.cached_status(key_id) == (True, before)
+
+    result = mdw(command[0], str(key_id), *command[1:])
+
+    assert result.exit_code == 0, result.output
+    assert access.cached_status(key_id) == (False, None)
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from app import app
-from chalicelib import db
+from chalicelib import container, db
 from chalicelib.errors import DatabaseUnavailable
-from chalicelib.keys import middleware, repository
-from chalicelib.keys.middleware import RateLimiter, enforce_key_policy
+from chalicelib.keys import access, repository
+from chalicelib.keys.middleware import enforce_key_policy
+from chalicelib.keys.rate_limit import RateLimiter
 from devtools.roundtrips import counting_round_trips
 from tests.conftest import PinnedConnection
 from tests.factories import make_admin_key, make_key
@@ -101,7 +102,7 @@ def test_public_routes_are_not_audited(client, pinned_db):
 def test_a_revoked_key_is_refused_once_the_cache_ttl_has_passed(pinned_db, set_env, monkeypatch):
     set_env(AUTH_CACHE_TTL_SECONDS="10")
     clock = [1000.0]
-    monkeypatch.setattr(middleware.access.statuses, "_monotonic", lambda: clock[0])
+    monkeypatch.setattr(container.current.key_statuses, "_monotonic", lambda: clock[0])
     created = make_key(pinned_db)
     assert call(created.key)["statusCode"] == 200  # status read and cached at 1000.0
 
@@ -232,7 +233,7 @@ def test_the_rate_window_is_shared_through_the_database(pinned_db):
 
     # Another container: nothing in memory, the window only in PostgreSQL. Its first request
     # is the one a container can let through beyond the limit; its write learns the window.
-    middleware.rate_limiter.clear()
+    container.current.rate_limiter.clear()
     first_elsewhere = call(created.key)
     second_elsewhere = call(created.key)
 
@@ -249,7 +250,7 @@ def test_the_rate_window_slides_and_refused_requests_do_not_fill_it(pinned_db):
         " WHERE key_id = %s AND reason IS NULL",
         (created.key.id,),
     )
-    middleware.rate_limiter.clear()  # as if the Retry-After had passed
+    container.current.rate_limiter.clear()  # as if the Retry-After had passed
 
     assert [call(created.key)["statusCode"] for _ in range(3)] == [200, 200, 429]
 
@@ -261,7 +262,7 @@ def test_a_changed_rate_limit_applies_from_the_next_status_read(pinned_db):
     pinned_db.execute(
         "UPDATE api_keys SET rate_limit_per_minute = 100 WHERE id = %s", (created.key.id,)
     )
-    middleware.access.statuses.clear()
+    access.forget_statuses()
 
     assert call(created.key)["statusCode"] == 200
 
@@ -348,7 +349,7 @@ def test_a_failed_audit_write_is_logged_and_the_response_still_goes_out(
 def test_an_unreachable_database_during_the_status_check_is_503(pinned_db):
     created = make_key(pinned_db)
     assert call(created.key)["statusCode"] == 200  # the container started fine
-    middleware.access.statuses.clear()
+    access.forget_statuses()
     db.set_database(db.Database("postgresql://mdw@127.0.0.1:1/nowhere", connect_timeout=1))
 
     response = call(created.key)
@@ -360,7 +361,7 @@ def test_an_unreachable_database_during_the_status_check_is_503(pinned_db):
 def test_a_connection_lost_during_the_status_check_is_503_in_the_one_body(pinned_db, database_url):
     created = make_key(pinned_db)
     assert call(created.key)["statusCode"] == 200
-    middleware.access.statuses.clear()
+    access.forget_statuses()
     lost = db.connect(database_url)
     lost.close()  # a real psycopg connection whose server side is gone
     db.set_database(PinnedConnection(lost))
@@ -411,7 +412,30 @@ def test_a_cold_status_cache_costs_one_more_round_trip(pinned_db):
     invoke_api(event)
     warm = round_trips_of(pinned_db, event)
 
-    middleware.access.statuses.clear()
+    access.forget_statuses()
     cold = round_trips_of(pinned_db, event)
 
     assert cold - warm == 1
+
+
+def test_the_rate_limiter_forgets_idle_keys_first_when_it_reaches_its_bound():
+    limiter = RateLimiter(max_keys=3)
+    clock = FakeClock()
+    limiter._monotonic = clock
+    limiter.admit(1, 1)  # key 1 is full at 1000
+    clock.now = 1030.0
+    limiter.admit(2, 5)
+    limiter.admit(3, 5)
+    clock.now = 1070.0  # key 1's admission left the window: it is idle
+    limiter.admit(4, 5)  # a fourth key: room is made by dropping idle key 1
+
+    assert limiter.tracked_keys() == 3
+    clock.now = 1071.0
+    limiter.admit(5, 5)  # none idle now: the key admitted least recently (2) goes
+    assert limiter.tracked_keys() == 3
+    assert limiter.admit(3, 1) > 0  # key 3 still remembers its admission at 1030
+    assert limiter.admit(2, 1) == 0  # key 2 was forgotten: it starts over
+
+
+def test_the_container_bounds_the_rate_limiter():
+    assert container.current.rate_limiter.max_keys == 10_000

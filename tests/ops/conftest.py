@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.ops import queue, worker
+from chalicelib.ops import worker
 from chalicelib.polygon import PolygonClient
 from devtools.polygon_sim import PolygonSimulator
 
@@ -53,10 +53,9 @@ class Queues:
 
 
 @pytest.fixture
-def queues(aws: None, set_env: Callable[..., None]) -> Iterator[Queues]:
+def queues(aws: None, set_env: Callable[..., None]) -> Queues:
     """The backfill queue (visibility 0, so a failed message is visible again at once, as after
     its timeout) redriving to a dead-letter queue after MAX_RECEIVES receives."""
-    queue.forget_clients()
     sqs = boto3.client("sqs")
     dlq_url = sqs.create_queue(QueueName=f"{QUEUE_NAME}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -72,8 +71,7 @@ def queues(aws: None, set_env: Callable[..., None]) -> Iterator[Queues]:
         },
     )["QueueUrl"]
     set_env(BACKFILL_QUEUE_NAME=QUEUE_NAME)
-    yield Queues(url=url, dlq_url=dlq_url)
-    queue.forget_clients()
+    return Queues(url=url, dlq_url=dlq_url)
 
 
 @pytest.fixture

@@ -222,7 +222,6 @@ def test_refused_entries_are_retried_after_a_growing_jittered_pause(
 def test_a_missing_queue_is_a_clear_error(
     aws: None, pinned_db: db.Connection, set_env: Any
 ) -> None:
-    queue.forget_clients()
     set_env(BACKFILL_QUEUE_NAME="no-such-queue")
     make_symbol(pinned_db, "AAA")
     boto3.client("sqs")  # the region and credentials are moto's

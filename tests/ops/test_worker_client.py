@@ -5,13 +5,13 @@ of one configuration, and pointed here at the simulator."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import boto3
 import pytest
 
-from chalicelib import db
+from chalicelib import container, db
 from chalicelib.ops import worker
 from devtools.polygon_sim import PolygonSimulator
 from tests.factories import make_bars, make_symbol
@@ -19,13 +19,6 @@ from tests.ops.conftest import SIM_KEY
 
 FRIDAY = "2025-11-21"
 THURSDAY_BAR = datetime(2025, 11, 20, 5, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def fresh_clients() -> Iterator[None]:
-    worker.forget_clients()
-    yield
-    worker.forget_clients()
 
 
 def symbol_record(symbol: str) -> dict[str, str]:
@@ -60,15 +53,20 @@ def test_the_worker_backfills_with_its_own_client_and_reuses_it(
 
 
 def test_a_new_configuration_gets_a_new_client(
-    simulator: PolygonSimulator, set_env: Callable[..., None]
+    simulator: PolygonSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = worker.provider_client()
-    set_env(POLYGON_API_KEY="another-key")
+    monkeypatch.setenv("POLYGON_API_KEY", "another-key")
+    container.current.settings = None  # the settings are read again; the clients are kept
 
     second = worker.provider_client()
 
     assert second is not first
     assert worker.provider_client() is second
+    assert [client is first for client in container.current.polygon_clients.values()] == [
+        True,
+        False,
+    ]
 
 
 @pytest.mark.usefixtures("aws")

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from chalicelib import db
+from chalicelib import container, db
 from chalicelib.cli import main
 from chalicelib.cli_options import name_options
 from chalicelib.config import get_settings
@@ -179,7 +179,7 @@ def no_provider(monkeypatch, tmp_path) -> Path:
     # Restored by monkeypatch: the CLI writes the simulator's settings into os.environ.
     monkeypatch.setenv("POLYGON_BASE_URL", "")
     monkeypatch.setenv("POLYGON_API_KEY", "")
-    get_settings.cache_clear()
+    container.reset()
     return data_dir
 
 
@@ -213,7 +213,7 @@ def test_a_real_provider_key_wins_over_the_state_file(no_provider, monkeypatch):
         ),
     )
     monkeypatch.setenv("POLYGON_API_KEY", "real-key")
-    get_settings.cache_clear()
+    container.reset()
 
     CliRunner().invoke(main, ["db", "--help"], catch_exceptions=False)
 

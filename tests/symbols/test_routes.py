@@ -488,10 +488,8 @@ def test_backfill_now_on_aws_queues_one_message_per_timeframe(
 ) -> None:
     import boto3
 
-    from chalicelib.ops import queue
     from chalicelib.ops.models import decode_message
 
-    queue.forget_clients()
     url = boto3.client("sqs").create_queue(QueueName="mdw-backfill")["QueueUrl"]
     make_symbol(pinned_db, "ETH", asset_class="crypto", timeframes=["1d", "1w"])
     set_env(AWS_LAMBDA_FUNCTION_NAME="mdw-dev-api_handler")
@@ -521,4 +519,3 @@ def test_backfill_now_on_aws_queues_one_message_per_timeframe(
         ("ETH", "1w", today),
     ]
     assert pinned_db.execute("SELECT count(*) FROM bars WHERE symbol = 'ETH'").fetchone() == (0,)
-    queue.forget_clients()

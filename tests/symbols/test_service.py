@@ -26,7 +26,7 @@ def test_add_skips_the_provider_when_the_check_is_off(
     set_env(SYMBOL_CHECK_ON_ADD="false", POLYGON_API_KEY=None)
 
     row = service.add_symbol(
-        AddSymbolRequest(symbol="zzzzq", asset_class="etf"), check_ticker=refuse
+        pinned_db, AddSymbolRequest(symbol="zzzzq", asset_class="etf"), check_ticker=refuse
     )
 
     assert (row.symbol, row.asset_class, row.timeframes) == ("ZZZZQ", "etf", ["1d"])
@@ -39,6 +39,7 @@ def test_add_asks_the_provider_when_the_check_is_on(
     asked: list[tuple[str, str]] = []
 
     service.add_symbol(
+        pinned_db,
         AddSymbolRequest(symbol="X:SOLUSD", asset_class="crypto", timeframes=["1w", "1m"]),
         check_ticker=lambda symbol, asset_class: asked.append((symbol, asset_class)),
     )
@@ -53,7 +54,7 @@ def test_add_duplicate_raises_conflict(pinned_db: db.Connection) -> None:
 
     with pytest.raises(Conflict, match="already tracked"):
         service.add_symbol(
-            AddSymbolRequest(symbol="aapl", asset_class="stock"), check_ticker=refuse
+            pinned_db, AddSymbolRequest(symbol="aapl", asset_class="stock"), check_ticker=refuse
         )
 
 
