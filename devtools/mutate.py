@@ -239,16 +239,20 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
     "chalicelib/marketdata/cursor.py": {
         (
             "core/ReplaceBinaryOperator_Mul_Div",
-            "def encode_cursor(query: CursorQuery, after: datetime, *, secret: bytes) -> str:",
+            "def encode_cursor(query: CursorQuery, after: Position, *, secret: bytes) -> str:",
         ): "the keyword-only `*` becomes the positional-only `/`: every call already passes "
         "query and after by position and secret by name",
         (
             "core/ReplaceBinaryOperator_Mul_Div",
-            "def decode_cursor(cursor: str, query: CursorQuery, *, secret: bytes) -> datetime:",
+            "def decode_cursor(cursor: str, query: CursorQuery, *, secret: bytes) -> Position:",
         ): "as for encode_cursor",
         (
-            "core/ReplaceComparisonOperator_NotEq_IsNot",
-            "if decoded.version != _VERSION:",
+            "core/ReplaceComparisonOperator_Eq_Is",
+            "if version == 1:",
+        ): "small ints are one object each in CPython",
+        (
+            "core/ReplaceComparisonOperator_Eq_Is",
+            "elif version == _VERSION:",
         ): "small ints are one object each in CPython",
         (
             "core/ReplaceUnaryOperator_USub_UAdd",

@@ -74,12 +74,14 @@ def test_query_models_become_parameters(document: dict[str, Any]) -> None:
         "start",
         "end",
         "validated_only",
+        "sort",
         "limit",
         "cursor",
     ]
     assert parameters["symbol"]["in"] == "path"
     assert parameters["limit"]["schema"]["minimum"] == 1
     assert parameters["timeframe"]["schema"]["default"] == "1d"
+    assert parameters["sort"]["schema"]["enum"] == ["asc", "desc"]
     assert "HistoricalQuery" not in document["components"]["schemas"]
 
 

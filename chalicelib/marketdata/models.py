@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
 from chalicelib.market.timeframes import Timeframe
+from chalicelib.marketdata.cursor import Sort
 
 # Aware UTC datetimes; the annotation makes the API document say `format: date-time`.
 UtcDateTime = Annotated[datetime, Meta(tz=True)]
@@ -35,21 +36,31 @@ class Bar(msgspec.Struct, frozen=True):
     flags: list[str]
 
 
-class HistoricalQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Query string of `GET /api/v1/historical/{symbol}`; dates are UTC days, both inclusive."""
+_BOUND = (
+    "a date (YYYY-MM-DD: the whole UTC day), an RFC 3339 datetime with a zone, or epoch "
+    "milliseconds"
+)
+
+
+class BarQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Query string shared by the bar endpoints; both bounds are inclusive."""
 
     timeframe: Annotated[Timeframe, Meta(description="Bar size.")] = "1d"
     start: Annotated[
-        date | None,
-        Meta(description="First UTC day (YYYY-MM-DD), inclusive; default: the first bar."),
+        str | None,
+        Meta(description=f"First bar time, inclusive: {_BOUND}. Default: the first bar."),
     ] = None
     end: Annotated[
-        date | None,
-        Meta(description="Last UTC day (YYYY-MM-DD), inclusive; default: the last bar."),
+        str | None,
+        Meta(description=f"Last bar time, inclusive: {_BOUND}. Default: the last bar."),
     ] = None
     validated_only: Annotated[
         bool, Meta(description="Only bars that passed validation (no severe flag).")
     ] = True
+    sort: Annotated[
+        Sort,
+        Meta(description="`asc`: oldest first; `desc`: newest first (with `limit`, the newest N)."),
+    ] = "asc"
     limit: Annotated[
         int,
         Meta(
@@ -65,13 +76,18 @@ class HistoricalQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ] = None
 
 
+class HistoricalQuery(BarQuery, forbid_unknown_fields=True, frozen=True):
+    """Query string of `GET /api/v1/historical/{symbol}`."""
+
+
 class HistoricalPage(msgspec.Struct, frozen=True):
-    """One page of bars, oldest first; `next_cursor` is null on the last page."""
+    """One page of bars in the requested order; `next_cursor` is null on the last page.
+    `start` and `end` echo the bounds in their canonical spelling."""
 
     symbol: str
     timeframe: str
-    start: date | None
-    end: date | None
+    start: str | None
+    end: str | None
     count: int
     bars: list[Bar]
     next_cursor: str | None

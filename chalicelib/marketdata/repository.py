@@ -35,6 +35,20 @@ ORDER BY time
 LIMIT %(limit)s
 """
 
+# Newest first: the same range scan of the primary key, backwards.
+SELECT_BARS_PAGE_DESC = """
+SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
+FROM bars
+WHERE symbol = %(symbol)s
+  AND timeframe = %(timeframe)s
+  AND time >= %(start_at)s
+  AND time < %(after)s
+  AND time < %(end_before)s
+  AND (validated OR NOT %(validated_only)s)
+ORDER BY time DESC
+LIMIT %(limit)s
+"""
+
 # First and last bar over the symbol's tracked timeframes: two index probes per timeframe.
 SELECT_ACTIVE_SYMBOL_RANGES = """
 SELECT s.symbol, s.asset_class, s.timeframes, r.first_bar, r.last_bar
@@ -114,8 +128,10 @@ def get_bars_page(
     after: datetime,
     validated_only: bool,
     limit: int,
+    descending: bool = False,
 ) -> list[Bar]:
-    """Up to `limit` bars in time order with `start_at <= time < end_before` and `time > after`."""
+    """Up to `limit` bars with `start_at <= time < end_before`, past `after` in the order asked
+    for: oldest first (`time > after`) or newest first (`time < after`)."""
     params = {
         "symbol": symbol,
         "timeframe": timeframe,
@@ -127,7 +143,8 @@ def get_bars_page(
     }
     # Tuples turned into Bars by starmap: positional construction with no Python frame per
     # row, on the hot path of the largest responses (a row factory costs a call per row).
-    rows = conn.execute(SELECT_BARS_PAGE, params).fetchall()
+    sql = SELECT_BARS_PAGE_DESC if descending else SELECT_BARS_PAGE
+    rows = conn.execute(sql, params).fetchall()
     return list(starmap(Bar, rows))
 
 

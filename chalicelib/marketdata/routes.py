@@ -38,11 +38,15 @@ def list_symbols() -> Response:
     bp,
     "GET",
     "/api/v1/historical/{symbol}",
-    summary="Bars of one symbol and timeframe, oldest first, a page at a time",
-    description="Dates are UTC days, both inclusive. A page holds at most `limit` bars and "
-    "never more than fits in 6 MB; while `next_cursor` is not null, ask again with "
-    "`cursor=<next_cursor>` and the same other parameters. Bars added while paging never "
-    "shift a page. An unknown `timeframe` is a 400 listing the allowed ones. A first page "
+    summary="Bars of one symbol and timeframe, oldest or newest first, a page at a time",
+    description="`start` and `end` are both inclusive: a date (YYYY-MM-DD) is the whole UTC "
+    "day, an RFC 3339 datetime with a zone or epoch milliseconds is that instant. "
+    "`sort=desc` serves newest first, so `sort=desc&limit=N` is the newest N bars. A page "
+    "holds at most `limit` bars and never more than fits in 6 MB; while `next_cursor` is not "
+    "null, ask again with `cursor=<next_cursor>` and the same other parameters (the cursor "
+    "keeps the sort order). Bars added while paging never shift a page. A bound that is none "
+    "of the three forms, or a start after the end, is a 400. An unknown `timeframe` is a 400 "
+    "listing the allowed ones. A first page "
     "with no bars is a 404, not an empty page, when the symbol is not tracked at that "
     "timeframe (the message and `details.tracked_timeframes` name the tracked ones) or when "
     "its first backfill has not completed yet (`details.backfill_status`); an empty 200 "

@@ -3,7 +3,7 @@ pipeline status. No HTTP here; the routes translate."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -11,12 +11,14 @@ from chalicelib import db
 from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.marketdata import repository
-from chalicelib.marketdata.cursor import CursorQuery, decode_cursor, encode_cursor
+from chalicelib.marketdata.bounds import check_order, parse_end, parse_start
+from chalicelib.marketdata.cursor import CursorQuery, Position, decode_cursor, encode_cursor
 from chalicelib.marketdata.models import (
     MAX_MINUTE_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
     BackfillRunOut,
     Bar,
+    BarQuery,
     HistoricalPage,
     HistoricalQuery,
     PipelineStatus,
@@ -66,18 +68,14 @@ def historical_page(
     *,
     max_response_bytes: int = MAX_RESPONSE_BYTES,
 ) -> bytes:
-    """One page of bars as encoded JSON, oldest first, never over `max_response_bytes` on the
-    wire: a page cut short by size carries a next_cursor like one cut by `limit`."""
+    """One page of bars as encoded JSON in the order asked for, never over `max_response_bytes`
+    on the wire: a page cut short by size carries a next_cursor like one cut by `limit`."""
     tracked = resolve_symbol(conn, raw_symbol)
     symbol = tracked.symbol
-    _check_query(query)
-    cursor_query = CursorQuery(
-        symbol, query.timeframe, query.start, query.end, query.validated_only
-    )
-    secret = get_settings().cursor_secret.encode()
-    after = _FAR_PAST
+    plan = _plan(query, symbol)
+    after = plan.first_position
     if query.cursor is not None:
-        after = decode_cursor(query.cursor, cursor_query, secret=secret)
+        after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret).time
 
     # One extra row tells whether another page exists without a second query; no more rows
     # are read than could possibly fit in the response.
@@ -86,15 +84,12 @@ def historical_page(
         conn,
         symbol=symbol,
         timeframe=query.timeframe,
-        start_at=_day_start(query.start) if query.start else _FAR_PAST,
-        end_before=(
-            _day_start(query.end + timedelta(days=1))
-            if query.end and query.end < date.max
-            else _FAR_FUTURE
-        ),
+        start_at=plan.start_at,
+        end_before=plan.end_before,
         after=after,
         validated_only=query.validated_only,
         limit=min(query.limit, fits_at_most) + 1,
+        descending=query.sort == "desc",
     )
     bars = rows[: query.limit]
     more = len(rows) > query.limit
@@ -102,13 +97,17 @@ def historical_page(
         _explain_no_bars(conn, tracked, query.timeframe)
 
     def envelope(count: int, next_after: datetime | None) -> bytes:
-        next_cursor = encode_cursor(cursor_query, next_after, secret=secret) if next_after else None
+        next_cursor = (
+            encode_cursor(plan.cursor_query, Position(symbol, next_after), secret=plan.secret)
+            if next_after
+            else None
+        )
         return _encoder.encode(
             HistoricalPage(
                 symbol=symbol,
                 timeframe=query.timeframe,
-                start=query.start,
-                end=query.end,
+                start=plan.start,
+                end=plan.end,
                 count=count,
                 bars=[],
                 next_cursor=next_cursor,
@@ -127,6 +126,44 @@ def historical_page(
     budget = max_response_bytes - wire_size(head) - _CURSOR_SLACK
     count, prefix = _bars_within(bars_json, bars_wire, budget)
     return _splice(envelope(count, bars[count - 1].time), prefix)
+
+
+class _Plan(msgspec.Struct, frozen=True):
+    """A bar query's checked bounds, its cursor identity and where its first page starts."""
+
+    start: str | None
+    end: str | None
+    start_at: datetime
+    end_before: datetime
+    cursor_query: CursorQuery
+    first_position: datetime
+    secret: bytes
+
+
+def _plan(query: BarQuery, symbols: str) -> _Plan:
+    start = parse_start(query.start) if query.start is not None else None
+    end = parse_end(query.end) if query.end is not None else None
+    check_order(start, end)
+    maximum = MAX_MINUTE_PAGE_LIMIT if query.timeframe == "1m" else MAX_PAGE_LIMIT
+    if query.limit > maximum:
+        raise BadRequest(
+            f"limit must be at most {maximum} for timeframe {query.timeframe}",
+            details={"limit": query.limit},
+        )
+    start_text = start.canonical if start else None
+    end_text = end.canonical if end else None
+    return _Plan(
+        start=start_text,
+        end=end_text,
+        start_at=start.at if start else _FAR_PAST,
+        end_before=end.at if end else _FAR_FUTURE,
+        cursor_query=CursorQuery(
+            symbols, query.timeframe, start_text, end_text, query.validated_only, query.sort
+        ),
+        # Past the far end in the page's direction: the first page reads from the very start.
+        first_position=_FAR_FUTURE if query.sort == "desc" else _FAR_PAST,
+        secret=get_settings().cursor_secret.encode(),
+    )
 
 
 def _splice(envelope: bytes, bars_json: bytes) -> bytes:
@@ -225,21 +262,3 @@ def _explain_no_bars(conn: Connection, tracked: TrackedSymbol, timeframe: str) -
             f"POST /api/v1/admin/symbols/{tracked.symbol}/backfill",
             details={**details, "backfill_status": status},
         )
-
-
-def _check_query(query: HistoricalQuery) -> None:
-    if query.start and query.end and query.start > query.end:
-        raise BadRequest(
-            "start must be on or before end",
-            details={"start": query.start.isoformat(), "end": query.end.isoformat()},
-        )
-    maximum = MAX_MINUTE_PAGE_LIMIT if query.timeframe == "1m" else MAX_PAGE_LIMIT
-    if query.limit > maximum:
-        raise BadRequest(
-            f"limit must be at most {maximum} for timeframe {query.timeframe}",
-            details={"limit": query.limit},
-        )
-
-
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pytest
 
 from chalicelib.errors import BadRequest
-from chalicelib.marketdata.cursor import CursorQuery, decode_cursor, encode_cursor
+from chalicelib.marketdata.cursor import CursorQuery, Position, decode_cursor, encode_cursor
 
 SECRET = b"test-secret"
-QUERY = CursorQuery("AAPL", "1m", date(2024, 1, 1), None, True)
-AFTER = datetime(2024, 1, 2, 14, 31, 0, 123456, tzinfo=UTC)
+QUERY = CursorQuery("AAPL", "1m", "2024-01-01", None, True)
+AFTER = Position("AAPL", datetime(2024, 1, 2, 14, 31, 0, 123456, tzinfo=UTC))
 
 
 def test_round_trip_keeps_the_microsecond() -> None:
@@ -57,7 +57,7 @@ def test_cursor_signed_with_another_secret_is_refused() -> None:
 
 def test_cursor_of_another_query_is_refused() -> None:
     cursor = encode_cursor(QUERY, AFTER, secret=SECRET)
-    other = CursorQuery("AAPL", "1m", date(2024, 1, 1), None, False)
+    other = CursorQuery("AAPL", "1m", "2024-01-01", None, False)
 
     with pytest.raises(BadRequest, match="different query"):
         decode_cursor(cursor, other, secret=SECRET)
@@ -74,7 +74,9 @@ def test_a_validly_signed_cursor_out_of_the_calendar_is_refused(after_us: int) -
 
     from chalicelib.marketdata import cursor as cursor_module
 
-    payload = msgspec.json.encode(cursor_module._Payload(cursor_module._VERSION, QUERY, after_us))
+    payload = msgspec.json.encode(
+        cursor_module._Payload(cursor_module._VERSION, QUERY, "AAPL", after_us)
+    )
     signature = hmac.new(SECRET, payload, hashlib.sha256).digest()[: cursor_module._SIGNATURE_BYTES]
     forged = f"{cursor_module._b64(payload)}.{cursor_module._b64(signature)}"
 
@@ -82,12 +84,24 @@ def test_a_validly_signed_cursor_out_of_the_calendar_is_refused(after_us: int) -
         decode_cursor(forged, QUERY, secret=SECRET)
 
 
-# A cursor a client holds must keep working across releases: its exact bytes are pinned.
-GOLDEN_QUERY = CursorQuery("AAPL", "1d", date(2025, 1, 2), date(2025, 3, 4), True)
-GOLDEN_AFTER = datetime(2025, 2, 3, 5, 0, 0, 250000, tzinfo=UTC)
+# A cursor a client holds must keep working across releases: its exact bytes are pinned, for
+# the version written today and for the version 1 cursors issued before it (still read).
+GOLDEN_QUERY = CursorQuery("AAPL,MSFT", "1d", "2025-01-02", "2025-03-04T15:30:00Z", True, "desc")
+GOLDEN_AFTER = Position("MSFT", datetime(2025, 2, 3, 5, 0, 0, 250000, tzinfo=UTC))
 GOLDEN_SECRET = b"mdw-cursor-v1"
-GOLDEN_PAYLOAD = b'[1,["AAPL","1d","2025-01-02","2025-03-04",true],1738558800250000]'
+GOLDEN_PAYLOAD = (
+    b'[2,["AAPL,MSFT","1d","2025-01-02","2025-03-04T15:30:00Z",true,"desc"],'
+    b'"MSFT",1738558800250000]'
+)
 GOLDEN = (
+    "WzIsWyJBQVBMLE1TRlQiLCIxZCIsIjIwMjUtMDEtMDIiLCIyMDI1LTAzLTA0VDE1OjMwOjAwWiIsdHJ1ZSwiZGVzYyJd"
+    "LCJNU0ZUIiwxNzM4NTU4ODAwMjUwMDAwXQ.h59QXz5I8LjRUVJoj78E7w"
+)
+
+V1_QUERY = CursorQuery("AAPL", "1d", "2025-01-02", "2025-03-04", True, "asc")
+V1_AFTER = Position("AAPL", datetime(2025, 2, 3, 5, 0, 0, 250000, tzinfo=UTC))
+V1_PAYLOAD = b'[1,["AAPL","1d","2025-01-02","2025-03-04",true],1738558800250000]'
+V1_GOLDEN = (
     "WzEsWyJBQVBMIiwiMWQiLCIyMDI1LTAxLTAyIiwiMjAyNS0wMy0wNCIsdHJ1ZV0sMTczODU1ODgwMDI1MDAwMF0"
     ".BHhwoNihxiDWNj6cuYHYrA"
 )
@@ -109,12 +123,36 @@ def test_the_golden_cursor_is_what_the_format_says() -> None:
     assert decode_cursor(GOLDEN, GOLDEN_QUERY, secret=GOLDEN_SECRET) == GOLDEN_AFTER
 
 
-def test_the_signature_covers_the_position() -> None:
-    moved = GOLDEN_PAYLOAD.replace(b"1738558800250000", b"1738558800250001")
-    forged = f"{b64(moved)}.{GOLDEN.split('.')[1]}"
+def test_a_version_1_cursor_is_still_read_as_the_same_ascending_query() -> None:
+    assert signed(V1_PAYLOAD) == V1_GOLDEN
 
-    with pytest.raises(BadRequest, match="invalid cursor"):
-        decode_cursor(forged, GOLDEN_QUERY, secret=GOLDEN_SECRET)
+    assert decode_cursor(V1_GOLDEN, V1_QUERY, secret=GOLDEN_SECRET) == V1_AFTER
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param(
+            CursorQuery("AAPL", "1d", "2025-01-02", "2025-03-04", True, "desc"), id="desc"
+        ),
+        pytest.param(CursorQuery("MSFT", "1d", "2025-01-02", "2025-03-04", True), id="symbol"),
+        pytest.param(
+            CursorQuery("AAPL", "1d", "2025-01-02T00:00:00Z", "2025-03-04", True), id="instant"
+        ),
+    ],
+)
+def test_a_version_1_cursor_of_another_query_is_refused(query: CursorQuery) -> None:
+    with pytest.raises(BadRequest, match="different query"):
+        decode_cursor(V1_GOLDEN, query, secret=GOLDEN_SECRET)
+
+
+def test_the_signature_covers_the_position() -> None:
+    for old, new in ((b"1738558800250000", b"1738558800250001"), (b'"MSFT",', b'"AAPL",')):
+        moved = GOLDEN_PAYLOAD.replace(old, new)
+        forged = f"{b64(moved)}.{GOLDEN.split('.')[1]}"
+
+        with pytest.raises(BadRequest, match="invalid cursor"):
+            decode_cursor(forged, GOLDEN_QUERY, secret=GOLDEN_SECRET)
 
 
 @pytest.mark.parametrize(
@@ -122,19 +160,18 @@ def test_the_signature_covers_the_position() -> None:
     [
         pytest.param(
             GOLDEN_PAYLOAD.replace(b"true", b"false"),
-            CursorQuery("AAPL", "1d", date(2025, 1, 2), date(2025, 3, 4), True),
+            CursorQuery("AAPL,MSFT", "1d", "2025-01-02", "2025-03-04T15:30:00Z", True, "desc"),
             id="validated_only",
         ),
-        pytest.param(
-            GOLDEN_PAYLOAD.replace(b'"AAPL"', b'"MSFT"'), GOLDEN_QUERY, id="symbol"
-        ),
+        pytest.param(GOLDEN_PAYLOAD.replace(b'"AAPL,MSFT"', b'"AAPL"'), GOLDEN_QUERY, id="symbols"),
         pytest.param(GOLDEN_PAYLOAD.replace(b'"1d"', b'"1h"'), GOLDEN_QUERY, id="timeframe"),
+        pytest.param(GOLDEN_PAYLOAD.replace(b'"2025-01-02"', b"null"), GOLDEN_QUERY, id="start"),
         pytest.param(
-            GOLDEN_PAYLOAD.replace(b'"2025-01-02"', b"null"), GOLDEN_QUERY, id="start"
+            GOLDEN_PAYLOAD.replace(b'"2025-03-04T15:30:00Z"', b'"2025-03-04"'),
+            GOLDEN_QUERY,
+            id="end",
         ),
-        pytest.param(
-            GOLDEN_PAYLOAD.replace(b'"2025-03-04"', b'"2025-03-05"'), GOLDEN_QUERY, id="end"
-        ),
+        pytest.param(GOLDEN_PAYLOAD.replace(b'"desc"', b'"asc"'), GOLDEN_QUERY, id="sort"),
     ],
 )
 def test_a_validly_signed_cursor_of_another_query_is_refused(
@@ -147,8 +184,13 @@ def test_a_validly_signed_cursor_of_another_query_is_refused(
 @pytest.mark.parametrize(
     "cursor",
     [
-        pytest.param(signed(GOLDEN_PAYLOAD.replace(b"[1,", b"[2,", 1)), id="version-2"),
-        pytest.param(signed(GOLDEN_PAYLOAD.replace(b"[1,", b"[0,", 1)), id="version-0"),
+        pytest.param(signed(GOLDEN_PAYLOAD.replace(b"[2,", b"[3,", 1)), id="version-3"),
+        pytest.param(signed(GOLDEN_PAYLOAD.replace(b"[2,", b"[0,", 1)), id="version-0"),
+        pytest.param(signed(GOLDEN_PAYLOAD.replace(b"[2,", b"[1,", 1)), id="v2-body-as-v1"),
+        pytest.param(signed(V1_PAYLOAD.replace(b"[1,", b"[2,", 1)), id="v1-body-as-v2"),
+        pytest.param(signed(GOLDEN_PAYLOAD.replace(b'"desc"', b'"down"')), id="unknown-sort"),
+        pytest.param(signed(b'["2",[]]'), id="version-not-a-number"),
+        pytest.param(signed(b"[]"), id="empty-array"),
         pytest.param(signed(GOLDEN_PAYLOAD, length=15), id="short-signature"),
         pytest.param(signed(GOLDEN_PAYLOAD, length=32), id="full-signature"),
         pytest.param(signed(GOLDEN_PAYLOAD, secret=b"another-secret"), id="other-secret"),
@@ -156,7 +198,7 @@ def test_a_validly_signed_cursor_of_another_query_is_refused(
             signed(GOLDEN_PAYLOAD.replace(b"1738558800250000", b"99999999999999999999")),
             id="position-out-of-range",
         ),
-        pytest.param(signed(b"[1,[]]"), id="payload-shape"),
+        pytest.param(signed(b"[2,[]]"), id="payload-shape"),
         pytest.param(GOLDEN + "==", id="padded-signature"),
         pytest.param(GOLDEN.replace(".", "=."), id="padded-payload"),
     ],
@@ -181,4 +223,4 @@ def test_cursors_of_every_length_round_trip() -> None:
 
 def test_a_cursor_query_cannot_change_once_made() -> None:
     with pytest.raises(AttributeError):
-        GOLDEN_QUERY.symbol = "MSFT"  # type: ignore[misc]
+        GOLDEN_QUERY.symbols = "MSFT"  # type: ignore[misc]

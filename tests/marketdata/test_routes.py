@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -442,3 +443,159 @@ def test_historical_with_the_last_representable_end_date_is_served(
         "2024-01-02T05:00:00Z",
         "2024-01-03T05:00:00Z",
     ]
+
+
+# --- sort, limit, and start/end as dates, datetimes or epoch ms ---------------------------------
+
+
+def bar_times(body: dict[str, Any]) -> list[str]:
+    return [bar["time"] for bar in body["bars"]]
+
+
+def test_sort_desc_with_limit_returns_the_newest_bars_newest_first(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 10))
+
+    body = get(client, "/api/v1/historical/AAPL?sort=desc&limit=3", reader).json_body
+
+    assert bar_times(body) == [
+        "2024-01-10T05:00:00Z",
+        "2024-01-09T05:00:00Z",
+        "2024-01-08T05:00:00Z",
+    ]
+    assert body["next_cursor"] is not None
+
+
+def test_sort_desc_pages_backwards_through_the_range_without_repeats(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 10))
+    seen: list[str] = []
+    path = "/api/v1/historical/AAPL?sort=desc&limit=4&start=2024-01-02&end=2024-01-08"
+    cursor = None
+    while True:
+        body = get(client, path + (f"&cursor={cursor}" if cursor else ""), reader).json_body
+        seen += bar_times(body)
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen == [f"2024-01-0{day}T05:00:00Z" for day in range(8, 1, -1)]
+
+
+def test_a_cursor_keeps_its_sort(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 5))
+    cursor = get(client, "/api/v1/historical/AAPL?limit=2", reader).json_body["next_cursor"]
+
+    response = get(client, f"/api/v1/historical/AAPL?limit=2&sort=desc&cursor={cursor}", reader)
+
+    assert response.status_code == 400
+    assert "different query" in response.json_body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected_days", "echo"),
+    [
+        pytest.param("2024-01-03", "2024-01-04", [3, 4], ("2024-01-03", "2024-01-04"), id="dates"),
+        pytest.param(
+            "2024-01-03T05:00:00Z",
+            "2024-01-05T05:00:00Z",
+            [3, 4, 5],
+            ("2024-01-03T05:00:00Z", "2024-01-05T05:00:00Z"),
+            id="instants-inclusive",
+        ),
+        pytest.param(
+            "2024-01-03T05:00:00.000001Z",
+            "2024-01-05T04:59:59Z",
+            [4],
+            ("2024-01-03T05:00:00.000001Z", "2024-01-05T04:59:59Z"),
+            id="instants-exclusive-by-a-hair",
+        ),
+        pytest.param(
+            "2024-01-03T00:00:00-05:00",
+            "2024-01-04T00:00:00-05:00",
+            [3, 4],
+            ("2024-01-03T05:00:00Z", "2024-01-04T05:00:00Z"),
+            id="offsets-become-utc",
+        ),
+        pytest.param(
+            "1704258000000",
+            "1704344400000",
+            [3, 4],
+            ("2024-01-03T05:00:00Z", "2024-01-04T05:00:00Z"),
+            id="epoch-ms",
+        ),
+    ],
+)
+def test_start_and_end_accept_dates_datetimes_and_epoch_ms(
+    client: Any,
+    pinned_db: db.Connection,
+    reader: dict[str, str],
+    start: str,
+    end: str,
+    expected_days: list[int],
+    echo: tuple[str, str],
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 10))
+
+    body = get(
+        client, f"/api/v1/historical/AAPL?start={quote(start)}&end={quote(end)}", reader
+    ).json_body
+
+    assert bar_times(body) == [f"2024-01-0{day}T05:00:00Z" for day in expected_days]
+    assert (body["start"], body["end"]) == echo
+
+
+def test_an_epoch_ms_and_a_datetime_for_the_same_instant_share_cursors(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 5))
+    first = get(client, "/api/v1/historical/AAPL?limit=2&start=1704085200000", reader).json_body
+
+    second = get(
+        client,
+        "/api/v1/historical/AAPL?limit=2&start=2024-01-01T05%3A00%3A00Z"
+        f"&cursor={first['next_cursor']}",
+        reader,
+    ).json_body
+
+    assert bar_times(second) == ["2024-01-03T05:00:00Z", "2024-01-04T05:00:00Z"]
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("sort=down", "sort"),
+        ("sort=", "sort"),
+        ("start=2024-01-05T10:00:00", "start"),  # no zone: ambiguous
+        ("start=2024-01-05T25:00:00Z", "start"),
+        ("start=2024-1-5", "start"),
+        ("start=-1000", "start"),
+        ("start=1.5e12", "start"),
+        ("start=", "start"),
+        ("end=99999999999999999", "end"),
+        ("end=2024-01-05T10:00Z", "end"),
+        ("start=1704412800000&end=2024-01-04", "start"),
+        ("start=2024-01-05T00:00:00Z&end=2024-01-04T23:59:59.999999Z", "start"),
+    ],
+)
+def test_bad_sort_and_bounds_are_400(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], query: str, parameter: str
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 3))
+
+    response = get(client, f"/api/v1/historical/AAPL?{query.replace('+', '%2B')}", reader)
+
+    assert response.status_code == 400
+    error = response.json_body["error"]
+    assert error["code"] == "bad_request"
+    assert parameter in error["message"]

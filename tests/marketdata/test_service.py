@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
+import pytest
 
 from chalicelib import db
+from chalicelib.marketdata.cursor import Sort
 from chalicelib.marketdata.models import HistoricalQuery
 from chalicelib.marketdata.service import LAMBDA_RESPONSE_LIMIT, historical_page, wire_size
 from tests.factories import make_bars, make_symbol
@@ -32,8 +34,9 @@ def decode(body: bytes) -> dict[str, object]:
     return result
 
 
+@pytest.mark.parametrize("sort", ["asc", "desc"])
 def test_page_cut_by_size_ends_on_a_whole_bar_and_the_cursor_continues(
-    conn: db.Connection,
+    conn: db.Connection, sort: Sort
 ) -> None:
     make_symbol(conn, "AAPL", timeframes=["1m"])
     make_bars(conn, "AAPL", minutes(50), timeframe="1m")
@@ -46,7 +49,7 @@ def test_page_cut_by_size_ends_on_a_whole_bar_and_the_cursor_continues(
         body = historical_page(
             conn,
             "AAPL",
-            HistoricalQuery(timeframe="1m", limit=1000, cursor=cursor),
+            HistoricalQuery(timeframe="1m", limit=1000, cursor=cursor, sort=sort),
             max_response_bytes=budget,
         )
         page = decode(body)
@@ -59,7 +62,8 @@ def test_page_cut_by_size_ends_on_a_whole_bar_and_the_cursor_continues(
             break
 
     assert pages > 2
-    assert seen == [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in minutes(50)]
+    expected = [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in minutes(50)]
+    assert seen == (expected if sort == "asc" else expected[::-1])
 
 
 def test_a_full_minute_page_stays_under_the_lambda_limit(conn: db.Connection) -> None:
@@ -107,7 +111,7 @@ def test_end_date_is_inclusive_through_the_last_minute_of_the_day(conn: db.Conne
         historical_page(
             conn,
             "btc",
-            HistoricalQuery(timeframe="1m", start=date(2024, 1, 1), end=date(2024, 1, 1)),
+            HistoricalQuery(timeframe="1m", start="2024-01-01", end="2024-01-01"),
         )
     )
 
