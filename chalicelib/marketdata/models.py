@@ -93,6 +93,58 @@ class HistoricalPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+MAX_SYMBOLS_PER_REQUEST = 100
+
+_SYMBOLS = (
+    f"Comma-separated symbols, 1 to {MAX_SYMBOLS_PER_REQUEST}, in any accepted spelling "
+    "(`AAPL,MSFT,BTC-USD`); each at most once."
+)
+
+
+class LatestQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Query string of `GET /api/v1/latest`."""
+
+    symbols: Annotated[str, Meta(description=_SYMBOLS)]
+    timeframe: Annotated[Timeframe, Meta(description="Bar size.")] = "1d"
+    validated_only: Annotated[
+        bool, Meta(description="The last bar that passed validation (no severe flag).")
+    ] = True
+
+
+class SymbolBar(msgspec.Struct, frozen=True):
+    """One bar with its symbol: a row of the long format the multi-symbol endpoints serve."""
+
+    symbol: str
+    time: UtcDateTime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    vwap: float | None
+    trades: int | None
+    validated: bool
+    flags: list[str]
+
+
+class LatestBars(msgspec.Struct, frozen=True):
+    """Each requested symbol's last bar, by symbol. A symbol whose bars all fail validation
+    (with `validated_only`) has no row."""
+
+    timeframe: str
+    count: int
+    bars: list[SymbolBar]
+
+
+class LatestRow(msgspec.Struct, frozen=True):
+    """A requested symbol with its tracked timeframes (None: not tracked) and its last bar
+    (None: no bar at that timeframe)."""
+
+    symbol: str
+    timeframes: list[str] | None
+    bar: Bar | None
+
+
 class SymbolSummary(msgspec.Struct, frozen=True):
     """An active symbol as readers see it: what is tracked and which bars exist."""
 

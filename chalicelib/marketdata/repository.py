@@ -13,6 +13,7 @@ from psycopg.rows import class_row
 from chalicelib.marketdata.models import (
     BackfillRunRow,
     Bar,
+    LatestRow,
     StalestSymbol,
     SymbolRange,
     TimeframeReadiness,
@@ -187,3 +188,38 @@ def count_bars(conn: Connection) -> tuple[int, int]:
     row = conn.execute(COUNT_BARS).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+# --- Multi-symbol reads: latest bars, bars of many symbols ------------------------------------
+
+# One statement answers the whole request: which symbols are tracked, and each one's last bar
+# (a backwards probe of the primary key per symbol, LIMIT 1).
+SELECT_LATEST_BARS = """
+SELECT r.symbol, s.timeframes,
+       b.time, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trades, b.validated, b.flags
+FROM unnest(%(symbols)s::text[]) AS r(symbol)
+LEFT JOIN tracked_symbols AS s ON s.symbol = r.symbol
+LEFT JOIN LATERAL (
+    SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
+    FROM bars
+    WHERE bars.symbol = r.symbol
+      AND bars.timeframe = %(timeframe)s
+      AND (bars.validated OR NOT %(validated_only)s)
+    ORDER BY bars.time DESC
+    LIMIT 1
+) AS b ON true
+ORDER BY r.symbol
+"""
+
+
+def get_latest_bars(
+    conn: Connection, *, symbols: list[str], timeframe: str, validated_only: bool
+) -> list[LatestRow]:
+    """Each of `symbols` (sorted) with its tracked timeframes and its last bar, in one query."""
+    rows = conn.execute(
+        SELECT_LATEST_BARS,
+        {"symbols": symbols, "timeframe": timeframe, "validated_only": validated_only},
+    ).fetchall()
+    return [
+        LatestRow(row[0], row[1], Bar(*row[2:]) if row[2] is not None else None) for row in rows
+    ]

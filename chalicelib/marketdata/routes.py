@@ -10,6 +10,8 @@ from chalicelib.marketdata import service
 from chalicelib.marketdata.models import (
     HistoricalPage,
     HistoricalQuery,
+    LatestBars,
+    LatestQuery,
     PipelineStatus,
     SymbolSummaryList,
 )
@@ -62,6 +64,28 @@ def historical(symbol: str, *, query: HistoricalQuery) -> Response:
     # One snapshot for the page: the extra row that decides next_cursor sees the same data.
     body = db.read(lambda conn: service.historical_page(conn, symbol, query))
     return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
+
+
+@route(
+    bp,
+    "GET",
+    "/api/v1/latest",
+    summary="The last bar of each of up to 100 symbols, in one query",
+    description="`symbols` is a comma-separated list (any accepted spelling, each symbol at "
+    "most once, at most 100); the answer lists one bar per symbol, ordered by symbol. A list "
+    "with an empty item, a malformed symbol, a symbol named twice (also as two spellings of "
+    "one symbol, such as `BTC,X:BTCUSD`) or more than 100 symbols is a 400 naming the "
+    "problem; symbols that are not tracked are a 404 naming them "
+    "(`details.unknown_symbols`). A symbol not tracked at `timeframe`, or whose first "
+    "backfill has not completed, is a 404 saying so, as on the historical endpoint.",
+    scope="read",
+    tag=TAG,
+    query=LatestQuery,
+    response=LatestBars,
+    errors=(400, 404),
+)
+def latest(*, query: LatestQuery) -> Response:
+    return json_response(db.read(lambda conn: service.latest_bars(conn, query)))
 
 
 @route(

@@ -10,19 +10,24 @@ import msgspec
 from chalicelib import db
 from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, NotFound
+from chalicelib.market.tickers import normalize_symbol
 from chalicelib.marketdata import repository
 from chalicelib.marketdata.bounds import check_order, parse_end, parse_start
 from chalicelib.marketdata.cursor import CursorQuery, Position, decode_cursor, encode_cursor
 from chalicelib.marketdata.models import (
     MAX_MINUTE_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
+    MAX_SYMBOLS_PER_REQUEST,
     BackfillRunOut,
     Bar,
     BarQuery,
     HistoricalPage,
     HistoricalQuery,
+    LatestBars,
+    LatestQuery,
     PipelineStatus,
     StalestSymbolOut,
+    SymbolBar,
     SymbolCounts,
     SymbolSummary,
     SymbolSummaryList,
@@ -242,23 +247,117 @@ def pipeline_status(conn: Connection) -> PipelineStatus:
 def _explain_no_bars(conn: Connection, tracked: TrackedSymbol, timeframe: str) -> None:
     """Raise NotFound when a first page is empty because there is nothing to read yet, not
     because nothing traded in the range: an empty 200 would read as "no trading"."""
-    readiness = repository.get_timeframe_readiness(conn, tracked.symbol, timeframe)
-    if readiness.has_bars:
-        return
-    details: dict[str, object] = {"symbol": tracked.symbol, "timeframe": timeframe}
-    if timeframe not in tracked.timeframes:
+    reason = _no_bars_reason(conn, tracked.symbol, tracked.timeframes, timeframe)
+    if reason is not None:
+        raise NotFound(reason[0], details=reason[1])
+
+
+def _explain_missing_bars(
+    conn: Connection, tracked_timeframes: dict[str, list[str]], timeframe: str
+) -> None:
+    """The same for several symbols with no bar to show: one 404 naming every symbol that
+    has nothing to read yet, each with its reason."""
+    reasons = [
+        reason
+        for symbol, timeframes in tracked_timeframes.items()
+        if (reason := _no_bars_reason(conn, symbol, timeframes, timeframe)) is not None
+    ]
+    if len(reasons) == 1:
+        raise NotFound(reasons[0][0], details=reasons[0][1])
+    if reasons:
         raise NotFound(
-            f"{tracked.symbol} is not tracked at {timeframe}; its timeframes are "
-            f"{', '.join(tracked.timeframes)} (an admin can add {timeframe} with "
-            f"PUT /api/v1/admin/symbols/{tracked.symbol})",
-            details={**details, "tracked_timeframes": list(tracked.timeframes)},
+            f"{len(reasons)} symbols have no {timeframe} bars to read: "
+            + " ".join(message for message, _ in reasons),
+            details={"timeframe": timeframe, "symbols": [details for _, details in reasons]},
+        )
+
+
+def _no_bars_reason(
+    conn: Connection, symbol: str, tracked_timeframes: list[str], timeframe: str
+) -> tuple[str, dict[str, object]] | None:
+    """Why `symbol` has no bars at `timeframe` to read (message, details), or None when it has
+    bars, or its backfill completed and found none (nothing traded)."""
+    readiness = repository.get_timeframe_readiness(conn, symbol, timeframe)
+    if readiness.has_bars:
+        return None
+    details: dict[str, object] = {"symbol": symbol, "timeframe": timeframe}
+    if timeframe not in tracked_timeframes:
+        return (
+            f"{symbol} is not tracked at {timeframe}; its timeframes are "
+            f"{', '.join(tracked_timeframes)} (an admin can add {timeframe} with "
+            f"PUT /api/v1/admin/symbols/{symbol})",
+            {**details, "tracked_timeframes": list(tracked_timeframes)},
         )
     if readiness.last_backfill is None:
         status = readiness.backfill_status or "pending"
-        raise NotFound(
-            f"{tracked.symbol} has no {timeframe} bars yet: its first backfill has not "
+        return (
+            f"{symbol} has no {timeframe} bars yet: its first backfill has not "
             f"completed (backfill status {status}). Bars arrive with the next scheduled "
             f"backfill; an admin can start one now with "
-            f"POST /api/v1/admin/symbols/{tracked.symbol}/backfill",
-            details={**details, "backfill_status": status},
+            f"POST /api/v1/admin/symbols/{symbol}/backfill",
+            {**details, "backfill_status": status},
         )
+    return None
+
+
+def parse_symbol_list(text: str) -> list[str]:
+    """The stored spellings of a `symbols` parameter, sorted; BadRequest for an empty item,
+    a bad spelling, a symbol named twice (in any spelling) or more than the maximum."""
+    raw_items = [item.strip() for item in text.split(",")]
+    if len(raw_items) > MAX_SYMBOLS_PER_REQUEST:
+        raise BadRequest(
+            f"symbols names {len(raw_items)} symbols; at most {MAX_SYMBOLS_PER_REQUEST} per "
+            "request",
+            details={"parameter": "symbols", "count": len(raw_items)},
+        )
+    if not all(raw_items):
+        raise BadRequest(
+            "symbols must be a comma-separated list of symbols with no empty item",
+            details={"parameter": "symbols"},
+        )
+    first_spelling: dict[str, str] = {}
+    duplicates: list[str] = []
+    for raw in raw_items:
+        try:
+            symbol, _ = normalize_symbol(raw)
+        except BadRequest as exc:
+            raise BadRequest(
+                f"symbols: {exc.message}", details={"parameter": "symbols", "symbol": raw[:40]}
+            ) from None
+        if symbol in first_spelling:
+            earlier = first_spelling[symbol]
+            duplicates.append(raw if raw == earlier else f"{raw} (same as {earlier})")
+        first_spelling.setdefault(symbol, raw)
+    if duplicates:
+        raise BadRequest(
+            f"symbols names a symbol more than once: {', '.join(duplicates)}",
+            details={"parameter": "symbols", "duplicates": duplicates},
+        )
+    return sorted(first_spelling)
+
+
+def _refuse_unknown(unknown: list[str]) -> None:
+    if unknown:
+        raise NotFound(
+            f"not tracked: {', '.join(unknown)} (GET /api/v1/symbols lists the tracked symbols)",
+            details={"unknown_symbols": unknown},
+        )
+
+
+def latest_bars(conn: Connection, query: LatestQuery) -> LatestBars:
+    """Each requested symbol's last bar, read in one query. A symbol with nothing to read yet
+    is a 404 that says why, as on the other bar endpoints."""
+    symbols = parse_symbol_list(query.symbols)
+    rows = repository.get_latest_bars(
+        conn, symbols=symbols, timeframe=query.timeframe, validated_only=query.validated_only
+    )
+    _refuse_unknown([row.symbol for row in rows if row.timeframes is None])
+    without_bar = {row.symbol: row.timeframes or [] for row in rows if row.bar is None}
+    if without_bar:
+        _explain_missing_bars(conn, without_bar, query.timeframe)
+    bars = [
+        SymbolBar(row.symbol, *msgspec.structs.astuple(row.bar))
+        for row in rows
+        if row.bar is not None
+    ]
+    return LatestBars(timeframe=query.timeframe, count=len(bars), bars=bars)

@@ -599,3 +599,149 @@ def test_bad_sort_and_bounds_are_400(
     error = response.json_body["error"]
     assert error["code"] == "bad_request"
     assert parameter in error["message"]
+
+
+# --- /api/v1/latest ------------------------------------------------------------------------------
+
+
+def test_latest_returns_each_symbols_last_bar_ordered_by_symbol(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "MSFT")
+    make_symbol(pinned_db, "AAPL")
+    make_symbol(pinned_db, "BTC", asset_class="crypto")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 10))
+    make_bars(pinned_db, "MSFT", daily_times(date(2024, 1, 1), 4), price=400.0)
+    make_bars(pinned_db, "BTC", daily_times(date(2024, 1, 1), 6, hour=0), price=40000.0)
+
+    response = get(client, "/api/v1/latest?symbols=msft,X:BTCUSD,AAPL", reader)
+
+    assert response.status_code == 200
+    body = response.json_body
+    assert body["timeframe"] == "1d"
+    assert body["count"] == 3
+    assert [(bar["symbol"], bar["time"], bar["close"]) for bar in body["bars"]] == [
+        ("AAPL", "2024-01-10T05:00:00Z", 100.59),
+        ("BTC", "2024-01-06T00:00:00Z", 40000.55),
+        ("MSFT", "2024-01-04T05:00:00Z", 400.53),
+    ]
+    assert set(body["bars"][0]) == {
+        "symbol",
+        "time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "vwap",
+        "trades",
+        "validated",
+        "flags",
+    }
+
+
+def test_latest_skips_unvalidated_bars_unless_asked(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 3), validated=[True, True, False])
+
+    validated = get(client, "/api/v1/latest?symbols=AAPL", reader).json_body
+    any_bar = get(client, "/api/v1/latest?symbols=AAPL&validated_only=false", reader).json_body
+
+    assert validated["bars"][0]["time"] == "2024-01-02T05:00:00Z"
+    assert any_bar["bars"][0]["time"] == "2024-01-03T05:00:00Z"
+
+
+def test_latest_with_unknown_symbols_mixed_in_is_404_naming_them(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 3))
+
+    response = get(client, "/api/v1/latest?symbols=AAPL,ZZZZ,QQQQ", reader)
+
+    assert response.status_code == 404
+    error = response.json_body["error"]
+    assert error["details"] == {"unknown_symbols": ["QQQQ", "ZZZZ"]}
+    assert "QQQQ, ZZZZ" in error["message"]
+
+
+def test_latest_for_symbols_with_nothing_to_read_yet_is_404_saying_why(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_symbol(pinned_db, "MSFT")
+    make_symbol(pinned_db, "NVDA", timeframes=["1d", "1h"])
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 3), timeframe="1h")
+
+    response = get(client, "/api/v1/latest?symbols=AAPL,MSFT,NVDA&timeframe=1h", reader)
+
+    assert response.status_code == 404
+    details = response.json_body["error"]["details"]
+    assert details["timeframe"] == "1h"
+    assert details["symbols"] == [
+        {"symbol": "MSFT", "timeframe": "1h", "tracked_timeframes": ["1d"]},
+        {"symbol": "NVDA", "timeframe": "1h", "backfill_status": "pending"},
+    ]
+
+
+def test_latest_for_one_symbol_not_yet_backfilled_has_the_historical_message(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+
+    response = get(client, "/api/v1/latest?symbols=AAPL", reader)
+
+    assert response.status_code == 404
+    assert response.json_body["error"]["details"] == {
+        "symbol": "AAPL",
+        "timeframe": "1d",
+        "backfill_status": "pending",
+    }
+    assert "first backfill has not completed" in response.json_body["error"]["message"]
+
+
+def hundred_symbols(count: int) -> str:
+    return ",".join(f"S{n:03d}" for n in range(count))
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        (f"symbols={hundred_symbols(101)}", "at most 100"),
+        ("symbols=AAPL,MSFT,AAPL", "more than once: AAPL"),
+        ("symbols=BTC,x:btcusd", "x:btcusd (same as BTC)"),
+        ("symbols=AAPL,,MSFT", "no empty item"),
+        ("symbols=", "no empty item"),
+        ("symbols=AAPL,THIS-IS-FAR-TOO-LONG", "symbols: symbol must be"),
+        ("timeframe=1d", "symbols"),
+        ("symbols=AAPL&timeframe=2d", "timeframe must be one of"),
+        ("symbols=AAPL&validated_only=perhaps", "validated_only"),
+        ("symbols=AAPL&limit=5", "limit"),
+    ],
+)
+def test_latest_bad_query_is_400(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], query: str, words: str
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_symbol(pinned_db, "MSFT")
+    make_symbol(pinned_db, "BTC", asset_class="crypto")
+
+    response = get(client, f"/api/v1/latest?{query}", reader)
+
+    assert response.status_code == 400
+    assert words in response.json_body["error"]["message"]
+
+
+def test_latest_accepts_exactly_100_symbols(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    for n in range(100):
+        make_symbol(pinned_db, f"S{n:03d}")
+        make_bars(pinned_db, f"S{n:03d}", daily_times(date(2024, 1, 1), 2))
+
+    response = get(client, f"/api/v1/latest?symbols={hundred_symbols(100)}", reader)
+
+    assert response.status_code == 200
+    assert response.json_body["count"] == 100

@@ -10,8 +10,14 @@ import pytest
 
 from chalicelib import db
 from chalicelib.marketdata.cursor import Sort
-from chalicelib.marketdata.models import HistoricalQuery
-from chalicelib.marketdata.service import LAMBDA_RESPONSE_LIMIT, historical_page, wire_size
+from chalicelib.marketdata.models import HistoricalQuery, LatestQuery
+from chalicelib.marketdata.service import (
+    LAMBDA_RESPONSE_LIMIT,
+    historical_page,
+    latest_bars,
+    wire_size,
+)
+from devtools.roundtrips import counting_round_trips
 from tests.factories import make_bars, make_symbol
 
 SEED_MINUTES = """
@@ -116,3 +122,17 @@ def test_end_date_is_inclusive_through_the_last_minute_of_the_day(conn: db.Conne
     )
 
     assert [bar["time"] for bar in page["bars"]] == ["2024-01-01T23:59:00Z"]  # type: ignore[attr-defined]
+
+
+def test_latest_of_100_symbols_is_one_round_trip(conn: db.Connection) -> None:
+    symbols = [f"S{n:03d}" for n in range(100)]
+    for symbol in symbols:
+        make_symbol(conn, symbol)
+        make_bars(conn, symbol, [datetime(2024, 1, day, 5, tzinfo=UTC) for day in (2, 3)])
+
+    with counting_round_trips(conn) as counted:
+        latest = latest_bars(conn, LatestQuery(symbols=",".join(reversed(symbols))))
+
+    assert counted.count == 1
+    assert [bar.symbol for bar in latest.bars] == symbols
+    assert {bar.time for bar in latest.bars} == {datetime(2024, 1, 3, 5, tzinfo=UTC)}
