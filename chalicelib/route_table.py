@@ -15,6 +15,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/api/v1/admin/symbols": ("GET", "POST"),
     "/api/v1/admin/symbols/{symbol}": ("DELETE", "GET", "PUT"),
     "/api/v1/admin/symbols/{symbol}/backfill": ("POST",),
+    "/api/v1/bars": ("GET",),
     "/api/v1/historical/{symbol}": ("GET",),
     "/api/v1/latest": ("GET",),
     "/api/v1/status": ("GET",),

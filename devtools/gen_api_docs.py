@@ -27,6 +27,7 @@ _EXAMPLE_QUERIES = {
     "/api/v1/historical/{symbol}": "?timeframe=1d&start=2024-01-02&end=2024-03-28",
     "/api/v1/admin/symbols": "?active=true",
     "/api/v1/latest": "?symbols=AAPL,MSFT,SPY&timeframe=1d",
+    "/api/v1/bars": "?symbols=AAPL,MSFT,SPY&timeframe=1d&start=2024-01-02&end=2024-03-28",
 }
 _EXAMPLE_BODIES = {
     ("POST", "/api/v1/admin/symbols"): {

@@ -136,6 +136,36 @@ class LatestBars(msgspec.Struct, frozen=True):
     bars: list[SymbolBar]
 
 
+class BarsQuery(BarQuery, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Query string of `GET /api/v1/bars`."""
+
+    symbols: Annotated[str, Meta(description=_SYMBOLS)]
+
+
+class BarsPage(msgspec.Struct, frozen=True):
+    """One page of long-format rows ordered by symbol, then time in the requested order;
+    `next_cursor` is null on the last page."""
+
+    timeframe: str
+    symbols: list[str]
+    start: str | None
+    end: str | None
+    count: int
+    bars: list[SymbolBar]
+    next_cursor: str | None
+
+
+class SymbolReadiness(msgspec.Struct, frozen=True):
+    """A requested symbol: its tracked timeframes (None: not tracked), whether it has bars at
+    the timeframe asked for, and that timeframe's backfill state."""
+
+    symbol: str
+    timeframes: list[str] | None
+    has_bars: bool
+    backfill_status: str | None
+    last_backfill: datetime | None
+
+
 class LatestRow(msgspec.Struct, frozen=True):
     """A requested symbol with its tracked timeframes (None: not tracked) and its last bar
     (None: no bar at that timeframe)."""

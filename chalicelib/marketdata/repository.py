@@ -15,7 +15,9 @@ from chalicelib.marketdata.models import (
     Bar,
     LatestRow,
     StalestSymbol,
+    SymbolBar,
     SymbolRange,
+    SymbolReadiness,
     TimeframeReadiness,
 )
 
@@ -223,3 +225,96 @@ def get_latest_bars(
     return [
         LatestRow(row[0], row[1], Bar(*row[2:]) if row[2] is not None else None) for row in rows
     ]
+
+
+# Bars of many symbols ordered by (symbol, time). The outer list is sorted, so the planner knows
+# rows arrive symbol by symbol and only sorts within one symbol's rows (an incremental sort):
+# the per-symbol range scans run one after another and stop as soon as the page is full,
+# instead of reading every symbol's range and sorting it all. The position is (symbol, time):
+# symbols before the cursor's are skipped, the cursor's own resumes after its time (a bound of
+# the index scan, not a filter over the rows before it).
+_SELECT_MANY_BARS = """
+SELECT s.symbol, b.time, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trades,
+       b.validated, b.flags
+FROM (
+    SELECT symbol FROM unnest(%(symbols)s::text[]) AS r(symbol)
+    WHERE symbol >= %(after_symbol)s
+    ORDER BY symbol
+) AS s
+CROSS JOIN LATERAL (
+    SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
+    FROM bars
+    WHERE bars.symbol = s.symbol
+      AND bars.timeframe = %(timeframe)s
+      AND bars.time >= %(start_at)s
+      AND bars.time < %(end_before)s
+      AND bars.time {past} (
+          CASE WHEN s.symbol = %(after_symbol)s THEN %(after)s::timestamptz ELSE {open_end} END
+      )
+      AND (bars.validated OR NOT %(validated_only)s)
+    ORDER BY bars.time {direction}
+    LIMIT %(limit)s
+) AS b
+ORDER BY s.symbol, b.time {direction}
+LIMIT %(limit)s
+"""
+SELECT_MANY_BARS_PAGE = _SELECT_MANY_BARS.format(
+    past=">", open_end="'-infinity'::timestamptz", direction="ASC"
+)
+SELECT_MANY_BARS_PAGE_DESC = _SELECT_MANY_BARS.format(
+    past="<", open_end="'infinity'::timestamptz", direction="DESC"
+)
+
+
+def get_many_bars_page(
+    conn: Connection,
+    *,
+    symbols: list[str],
+    timeframe: str,
+    start_at: datetime,
+    end_before: datetime,
+    after_symbol: str,
+    after: datetime,
+    validated_only: bool,
+    limit: int,
+    descending: bool = False,
+) -> list[SymbolBar]:
+    """Up to `limit` bars of `symbols` with `start_at <= time < end_before`, ordered by symbol
+    and then time (oldest or newest first), past the position (`after_symbol`, `after`)."""
+    params = {
+        "symbols": symbols,
+        "timeframe": timeframe,
+        "start_at": start_at,
+        "end_before": end_before,
+        "after_symbol": after_symbol,
+        "after": after,
+        "validated_only": validated_only,
+        "limit": limit,
+    }
+    sql = SELECT_MANY_BARS_PAGE_DESC if descending else SELECT_MANY_BARS_PAGE
+    return list(starmap(SymbolBar, conn.execute(sql, params).fetchall()))
+
+
+# Which of the requested symbols are tracked, and for each whether it has any bar at the
+# timeframe and how its backfill stands: one probe of the primary key per symbol.
+SELECT_SYMBOLS_READINESS = """
+SELECT r.symbol, s.timeframes,
+       EXISTS (
+           SELECT 1 FROM bars WHERE bars.symbol = r.symbol AND bars.timeframe = %(timeframe)s
+       ) AS has_bars,
+       st.status AS backfill_status,
+       st.last_backfill
+FROM unnest(%(symbols)s::text[]) AS r(symbol)
+LEFT JOIN tracked_symbols AS s ON s.symbol = r.symbol
+LEFT JOIN backfill_state AS st ON st.symbol = r.symbol AND st.timeframe = %(timeframe)s
+ORDER BY r.symbol
+"""
+
+
+def get_symbols_readiness(
+    conn: Connection, *, symbols: list[str], timeframe: str
+) -> list[SymbolReadiness]:
+    with conn.cursor(row_factory=class_row(SymbolReadiness)) as cur:
+        return cur.execute(
+            SELECT_SYMBOLS_READINESS, {"symbols": symbols, "timeframe": timeframe}
+        ).fetchall()

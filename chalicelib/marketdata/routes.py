@@ -1,4 +1,5 @@
-"""Read endpoints (`read` scope): /api/v1/symbols, /api/v1/historical/{symbol}, /api/v1/status."""
+"""Read endpoints (`read` scope): /api/v1/symbols, /api/v1/historical/{symbol}, /api/v1/bars,
+/api/v1/latest, /api/v1/status."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from chalicelib import db
 from chalicelib.http import JSON_HEADERS, json_response
 from chalicelib.marketdata import service
 from chalicelib.marketdata.models import (
+    BarsPage,
+    BarsQuery,
     HistoricalPage,
     HistoricalQuery,
     LatestBars,
@@ -63,6 +66,32 @@ def list_symbols() -> Response:
 def historical(symbol: str, *, query: HistoricalQuery) -> Response:
     # One snapshot for the page: the extra row that decides next_cursor sees the same data.
     body = db.read(lambda conn: service.historical_page(conn, symbol, query))
+    return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
+
+
+@route(
+    bp,
+    "GET",
+    "/api/v1/bars",
+    summary="Bars of up to 100 symbols in one long table, ordered by symbol then time",
+    description="Rows carry their symbol (`symbol, time, open, high, low, close, volume, "
+    "vwap, trades, validated, flags`) and come ordered by symbol, then by time in `sort` "
+    "order. `symbols` is a comma-separated list as for /api/v1/latest: an empty item, a "
+    "malformed symbol, a symbol named twice (in any spelling) or more than 100 symbols is a "
+    "400 naming the problem, and symbols that are not tracked are a 404 naming them "
+    "(`details.unknown_symbols`). `start`, `end`, `sort`, `limit`, `validated_only` and the "
+    "cursor work as on /api/v1/historical/{symbol}: a page holds at most `limit` rows and "
+    "never more than fits in 6 MB, and `next_cursor` continues it. On the first page, a "
+    "symbol not tracked at `timeframe`, or whose first backfill has not completed, is a 404 "
+    "that names each such symbol and why (`details`).",
+    scope="read",
+    tag=TAG,
+    query=BarsQuery,
+    response=BarsPage,
+    errors=(400, 404),
+)
+def bars(*, query: BarsQuery) -> Response:
+    body = db.read(lambda conn: service.bars_page(conn, query))
     return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
 
 

@@ -21,6 +21,8 @@ from chalicelib.marketdata.models import (
     BackfillRunOut,
     Bar,
     BarQuery,
+    BarsPage,
+    BarsQuery,
     HistoricalPage,
     HistoricalQuery,
     LatestBars,
@@ -29,6 +31,7 @@ from chalicelib.marketdata.models import (
     StalestSymbolOut,
     SymbolBar,
     SymbolCounts,
+    SymbolReadiness,
     SymbolSummary,
     SymbolSummaryList,
 )
@@ -44,9 +47,10 @@ LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
 ENVELOPE_HEADROOM = 16 * 1024
 MAX_RESPONSE_BYTES = LAMBDA_RESPONSE_LIMIT - ENVELOPE_HEADROOM
 
-# Every encoded bar starts with its time; two bars meet at `},{"time":`.
+# Every encoded bar starts with its time.
 _BAR_START = b'{"time":'
-_BAR_SEPARATOR = b"}," + _BAR_START
+# A long-format row starts with its symbol.
+_ROW_START = b'{"symbol":'
 # A cursor's length varies by a few digits with the time it carries.
 _CURSOR_SLACK = 64
 
@@ -64,6 +68,9 @@ def wire_size(body: bytes) -> int:
 # at least 3), plus its comma: no page holds more bars than the budget divided by this.
 _SMALLEST_BAR = Bar(_FAR_PAST, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, True, [])
 _MIN_BAR_WIRE_BYTES = wire_size(_encoder.encode(_SMALLEST_BAR)) + 1
+# The same for a long-format row, whose symbol has at least one character.
+_SMALLEST_ROW = SymbolBar("A", *msgspec.structs.astuple(_SMALLEST_BAR))
+_MIN_ROW_WIRE_BYTES = wire_size(_encoder.encode(_SMALLEST_ROW)) + 1
 
 
 def historical_page(
@@ -128,7 +135,8 @@ def historical_page(
         return _splice(head, bars_json)
 
     # Too large: keep the longest run of whole bars that fits, and continue after the last.
-    budget = max_response_bytes - wire_size(head) - _CURSOR_SLACK
+    # The budget counts a cursor even when the head had none (all rows read, but not all fit).
+    budget = max_response_bytes - wire_size(envelope(len(bars), bars[-1].time)) - _CURSOR_SLACK
     count, prefix = _bars_within(bars_json, bars_wire, budget)
     return _splice(envelope(count, bars[count - 1].time), prefix)
 
@@ -175,21 +183,25 @@ def _splice(envelope: bytes, bars_json: bytes) -> bytes:
     return envelope.replace(b'"bars":[]', b'"bars":' + bars_json, 1)
 
 
-def _bars_within(bars_json: bytes, bars_wire: int, budget: int) -> tuple[int, bytes]:
+def _bars_within(
+    bars_json: bytes, bars_wire: int, budget: int, *, row_start: bytes = _BAR_START
+) -> tuple[int, bytes]:
     """The longest prefix of the encoded array `bars_json` (`bars_wire` wire bytes) that holds
-    whole bars and stays within `budget` wire bytes, closed as an array; at least one bar."""
+    whole bars and stays within `budget` wire bytes, closed as an array; at least one bar.
+    Every element starts with `row_start`, its first key."""
+    separator = b"}," + row_start
     # Start near where the budget runs out (bars of one query are close in size), then step
     # back bar by bar until it fits.
     density = bars_wire / len(bars_json)
-    end = bars_json.rfind(_BAR_SEPARATOR, 0, int(budget / density))
+    end = bars_json.rfind(separator, 0, int(budget / density))
     while end > 0 and wire_size(bars_json[: end + 1]) + 1 > budget:
-        end = bars_json.rfind(_BAR_SEPARATOR, 0, end)
+        end = bars_json.rfind(separator, 0, end)
     if end <= 0:
-        end = bars_json.find(_BAR_SEPARATOR)
+        end = bars_json.find(separator)
         if end < 0:  # a single bar: it is served whatever its size
-            return bars_json.count(_BAR_START), bars_json
+            return bars_json.count(row_start), bars_json
     prefix = bars_json[: end + 1] + b"]"
-    return prefix.count(_BAR_START), prefix
+    return prefix.count(row_start), prefix
 
 
 def list_active_symbols(conn: Connection) -> SymbolSummaryList:
@@ -247,20 +259,36 @@ def pipeline_status(conn: Connection) -> PipelineStatus:
 def _explain_no_bars(conn: Connection, tracked: TrackedSymbol, timeframe: str) -> None:
     """Raise NotFound when a first page is empty because there is nothing to read yet, not
     because nothing traded in the range: an empty 200 would read as "no trading"."""
-    reason = _no_bars_reason(conn, tracked.symbol, tracked.timeframes, timeframe)
+    readiness = repository.get_timeframe_readiness(conn, tracked.symbol, timeframe)
+    reason = _no_bars_reason(
+        tracked.symbol,
+        tracked.timeframes,
+        timeframe,
+        has_bars=readiness.has_bars,
+        backfill_status=readiness.backfill_status,
+        last_backfill=readiness.last_backfill,
+    )
     if reason is not None:
         raise NotFound(reason[0], details=reason[1])
 
 
-def _explain_missing_bars(
-    conn: Connection, tracked_timeframes: dict[str, list[str]], timeframe: str
-) -> None:
-    """The same for several symbols with no bar to show: one 404 naming every symbol that
-    has nothing to read yet, each with its reason."""
+def _explain_missing_bars(readiness: list[SymbolReadiness], timeframe: str) -> None:
+    """The same for several tracked symbols: one 404 naming every symbol that has nothing to
+    read yet at `timeframe`, each with its reason."""
     reasons = [
         reason
-        for symbol, timeframes in tracked_timeframes.items()
-        if (reason := _no_bars_reason(conn, symbol, timeframes, timeframe)) is not None
+        for row in readiness
+        if (
+            reason := _no_bars_reason(
+                row.symbol,
+                row.timeframes or [],
+                timeframe,
+                has_bars=row.has_bars,
+                backfill_status=row.backfill_status,
+                last_backfill=row.last_backfill,
+            )
+        )
+        is not None
     ]
     if len(reasons) == 1:
         raise NotFound(reasons[0][0], details=reasons[0][1])
@@ -273,12 +301,17 @@ def _explain_missing_bars(
 
 
 def _no_bars_reason(
-    conn: Connection, symbol: str, tracked_timeframes: list[str], timeframe: str
+    symbol: str,
+    tracked_timeframes: list[str],
+    timeframe: str,
+    *,
+    has_bars: bool,
+    backfill_status: str | None,
+    last_backfill: datetime | None,
 ) -> tuple[str, dict[str, object]] | None:
     """Why `symbol` has no bars at `timeframe` to read (message, details), or None when it has
     bars, or its backfill completed and found none (nothing traded)."""
-    readiness = repository.get_timeframe_readiness(conn, symbol, timeframe)
-    if readiness.has_bars:
+    if has_bars:
         return None
     details: dict[str, object] = {"symbol": symbol, "timeframe": timeframe}
     if timeframe not in tracked_timeframes:
@@ -288,8 +321,8 @@ def _no_bars_reason(
             f"PUT /api/v1/admin/symbols/{symbol})",
             {**details, "tracked_timeframes": list(tracked_timeframes)},
         )
-    if readiness.last_backfill is None:
-        status = readiness.backfill_status or "pending"
+    if last_backfill is None:
+        status = backfill_status or "pending"
         return (
             f"{symbol} has no {timeframe} bars yet: its first backfill has not "
             f"completed (backfill status {status}). Bars arrive with the next scheduled "
@@ -352,12 +385,79 @@ def latest_bars(conn: Connection, query: LatestQuery) -> LatestBars:
         conn, symbols=symbols, timeframe=query.timeframe, validated_only=query.validated_only
     )
     _refuse_unknown([row.symbol for row in rows if row.timeframes is None])
-    without_bar = {row.symbol: row.timeframes or [] for row in rows if row.bar is None}
+    without_bar = [row.symbol for row in rows if row.bar is None]
     if without_bar:
-        _explain_missing_bars(conn, without_bar, query.timeframe)
+        # Only when a symbol has no bar to show: the answer is a 404, so its cost is no issue.
+        readiness = repository.get_symbols_readiness(
+            conn, symbols=without_bar, timeframe=query.timeframe
+        )
+        _explain_missing_bars(readiness, query.timeframe)
     bars = [
         SymbolBar(row.symbol, *msgspec.structs.astuple(row.bar))
         for row in rows
         if row.bar is not None
     ]
     return LatestBars(timeframe=query.timeframe, count=len(bars), bars=bars)
+
+
+def bars_page(
+    conn: Connection,
+    query: BarsQuery,
+    *,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+) -> bytes:
+    """One page of long-format rows of many symbols as encoded JSON, ordered by symbol and
+    then time, under `max_response_bytes` on the wire like a historical page."""
+    symbols = parse_symbol_list(query.symbols)
+    plan = _plan(query, ",".join(symbols))
+    readiness = repository.get_symbols_readiness(conn, symbols=symbols, timeframe=query.timeframe)
+    _refuse_unknown([row.symbol for row in readiness if row.timeframes is None])
+    if query.cursor is None:
+        _explain_missing_bars(readiness, query.timeframe)
+        after = Position("", plan.first_position)  # "" sorts before every symbol
+    else:
+        after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret)
+
+    fits_at_most = max_response_bytes // _MIN_ROW_WIRE_BYTES + 1
+    rows = repository.get_many_bars_page(
+        conn,
+        symbols=symbols,
+        timeframe=query.timeframe,
+        start_at=plan.start_at,
+        end_before=plan.end_before,
+        after_symbol=after.symbol,
+        after=after.time,
+        validated_only=query.validated_only,
+        limit=min(query.limit, fits_at_most) + 1,
+        descending=query.sort == "desc",
+    )
+    page = rows[: query.limit]
+    more = len(rows) > query.limit
+
+    def envelope(count: int, last: SymbolBar | None) -> bytes:
+        next_cursor = (
+            encode_cursor(plan.cursor_query, Position(last.symbol, last.time), secret=plan.secret)
+            if last
+            else None
+        )
+        return _encoder.encode(
+            BarsPage(
+                timeframe=query.timeframe,
+                symbols=symbols,
+                start=plan.start,
+                end=plan.end,
+                count=count,
+                bars=[],
+                next_cursor=next_cursor,
+            )
+        )
+
+    rows_json = _encoder.encode(page)
+    rows_wire = wire_size(rows_json)
+    head = envelope(len(page), page[-1] if more and page else None)
+    if wire_size(head) - len(b"[]") + rows_wire <= max_response_bytes:
+        return _splice(head, rows_json)
+    # As for a historical page: the budget always counts a cursor.
+    budget = max_response_bytes - wire_size(envelope(len(page), page[-1])) - _CURSOR_SLACK
+    count, prefix = _bars_within(rows_json, rows_wire, budget, row_start=_ROW_START)
+    return _splice(envelope(count, page[count - 1]), prefix)

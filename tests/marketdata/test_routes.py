@@ -745,3 +745,166 @@ def test_latest_accepts_exactly_100_symbols(
 
     assert response.status_code == 200
     assert response.json_body["count"] == 100
+
+
+# --- /api/v1/bars ---------------------------------------------------------------------------------
+
+
+def three_symbols(conn: db.Connection) -> None:
+    make_symbol(conn, "MSFT")
+    make_symbol(conn, "AAPL")
+    make_symbol(conn, "SPY", asset_class="etf")
+    make_bars(conn, "AAPL", daily_times(date(2024, 1, 1), 4))
+    make_bars(conn, "MSFT", daily_times(date(2024, 1, 1), 3), price=400.0)
+    make_bars(conn, "SPY", daily_times(date(2024, 1, 2), 2), price=470.0)
+
+
+def rows_of(body: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(row["symbol"], row["time"][:10]) for row in body["bars"]]
+
+
+def test_bars_returns_long_rows_ordered_by_symbol_then_time(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    three_symbols(pinned_db)
+
+    response = get(
+        client, "/api/v1/bars?symbols=spy,MSFT,AAPL&start=2024-01-02&end=2024-01-03", reader
+    )
+
+    assert response.status_code == 200
+    body = response.json_body
+    assert rows_of(body) == [
+        ("AAPL", "2024-01-02"),
+        ("AAPL", "2024-01-03"),
+        ("MSFT", "2024-01-02"),
+        ("MSFT", "2024-01-03"),
+        ("SPY", "2024-01-02"),
+        ("SPY", "2024-01-03"),
+    ]
+    assert body["symbols"] == ["AAPL", "MSFT", "SPY"]
+    assert body["count"] == 6
+    assert body["next_cursor"] is None
+    assert body["bars"][2] == {
+        "symbol": "MSFT",
+        "time": "2024-01-02T05:00:00Z",
+        "open": 400.01,
+        "high": 401.01,
+        "low": 399.01,
+        "close": 400.51,
+        "volume": 1001.0,
+        "vwap": 400.01,
+        "trades": 11,
+        "validated": True,
+        "flags": [],
+    }
+
+
+@pytest.mark.parametrize("sort", ["asc", "desc"])
+@pytest.mark.parametrize("limit", [1, 2, 3, 5])
+def test_bars_pages_across_symbols_without_repeats_or_gaps(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], sort: str, limit: int
+) -> None:
+    three_symbols(pinned_db)
+    everything = rows_of(
+        get(client, f"/api/v1/bars?symbols=AAPL,MSFT,SPY&sort={sort}", reader).json_body
+    )
+    seen: list[tuple[str, str]] = []
+    cursor = None
+    while True:
+        path = f"/api/v1/bars?symbols=AAPL,MSFT,SPY&sort={sort}&limit={limit}"
+        body = get(client, path + (f"&cursor={cursor}" if cursor else ""), reader).json_body
+        assert body["count"] <= limit
+        seen += rows_of(body)
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+
+    assert len(everything) == 9
+    assert seen == everything
+    by_symbol = [s for s, _ in everything]
+    assert by_symbol == sorted(by_symbol)
+    aapl_days = [d for s, d in everything if s == "AAPL"]
+    assert aapl_days == sorted(aapl_days, reverse=sort == "desc")
+
+
+def test_a_bars_cursor_is_bound_to_its_symbol_list(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    three_symbols(pinned_db)
+    cursor = get(client, "/api/v1/bars?symbols=AAPL,MSFT&limit=2", reader).json_body["next_cursor"]
+
+    same_set = get(client, f"/api/v1/bars?symbols=MSFT,aapl&limit=2&cursor={cursor}", reader)
+    other_set = get(client, f"/api/v1/bars?symbols=AAPL,SPY&limit=2&cursor={cursor}", reader)
+
+    assert same_set.status_code == 200
+    assert rows_of(same_set.json_body) == [("AAPL", "2024-01-03"), ("AAPL", "2024-01-04")]
+    assert other_set.status_code == 400
+    assert "different query" in other_set.json_body["error"]["message"]
+
+
+def test_bars_with_unknown_symbols_mixed_in_is_404_naming_them(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    three_symbols(pinned_db)
+
+    response = get(client, "/api/v1/bars?symbols=AAPL,NOPE,MSFT", reader)
+
+    assert response.status_code == 404
+    assert response.json_body["error"]["details"] == {"unknown_symbols": ["NOPE"]}
+
+
+def test_bars_for_an_untracked_timeframe_is_404_naming_the_symbol(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    three_symbols(pinned_db)
+    make_symbol(pinned_db, "NVDA", timeframes=["1d", "1h"])
+    make_bars(pinned_db, "NVDA", daily_times(date(2024, 1, 1), 2), timeframe="1h")
+
+    response = get(client, "/api/v1/bars?symbols=AAPL,NVDA&timeframe=1h", reader)
+
+    assert response.status_code == 404
+    assert response.json_body["error"]["details"] == {
+        "symbol": "AAPL",
+        "timeframe": "1h",
+        "tracked_timeframes": ["1d"],
+    }
+
+
+def test_bars_empty_range_of_backfilled_symbols_is_an_empty_200(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    three_symbols(pinned_db)
+
+    response = get(client, "/api/v1/bars?symbols=AAPL,MSFT&start=2023-01-01&end=2023-01-31", reader)
+
+    assert response.status_code == 200
+    assert response.json_body["count"] == 0
+    assert response.json_body["bars"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        (f"symbols={hundred_symbols(101)}", "at most 100"),
+        ("symbols=AAPL,MSFT,msft", "more than once: msft"),
+        ("symbols=AAPL,,MSFT", "no empty item"),
+        ("timeframe=1d", "symbols"),
+        ("symbols=AAPL&sort=sideways", "sort must be one of"),
+        ("symbols=AAPL&start=2024-02-01&end=2024-01-01", "start must be on or before end"),
+        ("symbols=AAPL&start=last-week", "start must be"),
+        ("symbols=AAPL&limit=0", "limit"),
+        (f"symbols=AAPL&limit={MAX_PAGE_LIMIT + 1}", "limit must be at most"),
+        ("symbols=AAPL&cursor=garbage", "invalid cursor"),
+        ("symbols=AAPL&symbol=MSFT", "symbol"),
+    ],
+)
+def test_bars_bad_query_is_400(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], query: str, words: str
+) -> None:
+    three_symbols(pinned_db)
+
+    response = get(client, f"/api/v1/bars?{query}", reader)
+
+    assert response.status_code == 400
+    assert words in response.json_body["error"]["message"]

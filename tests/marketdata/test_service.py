@@ -10,9 +10,10 @@ import pytest
 
 from chalicelib import db
 from chalicelib.marketdata.cursor import Sort
-from chalicelib.marketdata.models import HistoricalQuery, LatestQuery
+from chalicelib.marketdata.models import BarsQuery, HistoricalQuery, LatestQuery
 from chalicelib.marketdata.service import (
     LAMBDA_RESPONSE_LIMIT,
+    bars_page,
     historical_page,
     latest_bars,
     wire_size,
@@ -136,3 +137,33 @@ def test_latest_of_100_symbols_is_one_round_trip(conn: db.Connection) -> None:
     assert counted.count == 1
     assert [bar.symbol for bar in latest.bars] == symbols
     assert {bar.time for bar in latest.bars} == {datetime(2024, 1, 3, 5, tzinfo=UTC)}
+
+
+@pytest.mark.parametrize("sort", ["asc", "desc"])
+def test_a_bars_page_cut_by_size_ends_on_a_whole_row_and_continues_across_symbols(
+    conn: db.Connection, sort: Sort
+) -> None:
+    for symbol in ("AAPL", "MSFT", "NVDA"):
+        make_symbol(conn, symbol, timeframes=["1m"])
+        make_bars(conn, symbol, minutes(20), timeframe="1m")
+    budget = 3000
+    seen: list[tuple[str, str]] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = BarsQuery(symbols="NVDA,AAPL,MSFT", timeframe="1m", cursor=cursor, sort=sort)
+        body = bars_page(conn, query, max_response_bytes=budget)
+        page = decode(body)
+        pages += 1
+        assert wire_size(body) <= budget
+        assert page["count"] == len(page["bars"])  # type: ignore[arg-type]
+        seen += [(row["symbol"], row["time"]) for row in page["bars"]]  # type: ignore[attr-defined]
+        cursor = page["next_cursor"]  # type: ignore[assignment]
+        if cursor is None:
+            break
+
+    assert pages > 3
+    times = [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in minutes(20)]
+    if sort == "desc":
+        times.reverse()
+    assert seen == [(symbol, t) for symbol in ("AAPL", "MSFT", "NVDA") for t in times]
