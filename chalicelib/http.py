@@ -12,14 +12,14 @@ import ipaddress
 import logging
 import re
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import msgspec
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib.errors import AppError, BadRequest, NotFound, PayloadTooLarge
+from chalicelib.errors import AppError, BadRequest, NotAcceptable, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -211,3 +211,41 @@ def parse_id(raw: str, *, name: str = "id") -> int:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) <= 0:
         raise BadRequest(f"{name} must be a positive integer", details={name: raw[:40]})
     return int(raw)
+
+
+def negotiate(accept: str | None, offered: Sequence[str]) -> str:
+    """The media type of `offered` an `Accept` header prefers (RFC 9110: the most specific
+    matching range gives each type its weight; ties go to the earlier offer); the first offer
+    when the header is absent or empty; NotAcceptable when it accepts none of them."""
+    if accept is None or not accept.strip():
+        return offered[0]
+    ranges: list[tuple[str, float]] = []
+    for item in accept.split(","):
+        media, *parameters = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if media:
+            ranges.append((media.lower(), weight))
+
+    def weight_of(offer: str) -> float:
+        kind = offer.split("/")[0]
+        for pattern in (offer, f"{kind}/*", "*/*"):  # most specific first
+            weights = [weight for media, weight in ranges if media == pattern]
+            if weights:
+                return max(weights)
+        return 0.0
+
+    best = max(offered, key=lambda offer: (weight_of(offer), -offered.index(offer)))
+    if weight_of(best) <= 0:
+        raise NotAcceptable(
+            f"the Accept header ({accept[:100]}) names no media type this route serves; it "
+            f"serves {', '.join(offered)}",
+            details={"accept": accept[:200], "available": list(offered)},
+        )
+    return best

@@ -37,6 +37,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     403: "The key's scopes do not reach this route, or its IP allow-list refuses the caller.",
     404: "No such resource.",
     409: "The resource already exists.",
+    406: "The `Accept` header names no media type the route serves (JSON, or CSV where offered).",
     413: "The request body is too large.",
     422: "Well-formed but refused (for example a ticker the provider does not know).",
     429: "Rate limit exceeded; retry after the `Retry-After` header's seconds.",
@@ -82,6 +83,9 @@ class Operation(msgspec.Struct, frozen=True):
     errors: tuple[int, ...] = ()
     path_parameters: Mapping[str, str] = msgspec.field(default_factory=dict)
     uses_database: bool = True
+    # CSV beside JSON: the success answer may be `text/csv` (with a `Link` header to the next
+    # page), chosen by `format=csv` or the `Accept` header.
+    serves_csv: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -227,6 +231,20 @@ def _operation_object(
     success: dict[str, Any] = {"description": "Success."}
     if response_schema is not None:
         success["content"] = {"application/json": {"schema": response_schema}}
+    if op.serves_csv:
+        success.setdefault("content", {})["text/csv"] = {
+            "schema": {
+                "type": "string",
+                "description": "A header row, then one row per bar (RFC 4180 quoting).",
+            }
+        }
+        success["headers"] = {
+            "Link": {
+                "description": 'CSV only: `<?…&cursor=…>; rel="next"` while another page '
+                "exists (a query-only reference: resolve it against the request URL).",
+                "schema": {"type": "string"},
+            }
+        }
     responses: dict[str, Any] = {str(op.status): success}
     for status in _error_statuses(op):
         error: dict[str, Any] = {

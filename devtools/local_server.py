@@ -10,13 +10,16 @@ handler that differs from `chalice local`'s in three ways:
 - the gateway's own refusals are in the one error body, as the gateway responses in
   deploy/resources.json make them on AWS, and never echo the Authorization header;
 - one short line per request (method, path, status, milliseconds, key prefix) instead of an
-  access-log line plus the app's JSON line.
+  access-log line plus the app's JSON line;
+- gzip for a client that sends `Accept-Encoding: gzip`, on bodies of at least the
+  `MinimumCompressionSize` the template gives API Gateway, which compresses them on AWS.
 
 `chalice local` itself keeps working for whoever starts it directly.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import sys
@@ -42,6 +45,13 @@ from chalicelib.http import error_body
 from chalicelib.keys.authorizer import UNAVAILABLE_MESSAGE, bearer_token, parseable_prefix
 
 LOG_FORMATS = ("human", "json")
+
+# Compression is the gateway's job on AWS (the app's bodies stay text, so the 6 MB bound and
+# the proxy envelope are the same with and without it); the local server does what the
+# template tells API Gateway to do, from the one place that says it.
+MINIMUM_COMPRESSION_SIZE: int = json.loads(
+    (PROJECT_ROOT / "deploy" / "resources.json").read_text()
+)["Resources"]["RestAPI"]["Properties"]["MinimumCompressionSize"]
 
 # The same words as the gateway responses deploy/resources.json gives these refusals on AWS.
 UNAUTHORIZED = Unauthorized("a valid API key is required: Authorization: Bearer mdw_...")
@@ -73,6 +83,22 @@ def in_one_error_body(error: LocalGatewayException) -> bool:
     except ValueError:
         return False
     return isinstance(body, dict) and set(body) == {"error"} and 400 <= error.CODE < 600
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an `Accept-Encoding` header admits gzip (by name or `*`, with a weight above 0)."""
+    for item in (accept_encoding or "").split(","):
+        coding, _, parameters = item.strip().partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        name, _, value = parameters.strip().partition("=")
+        try:
+            weight = float(value) if name.strip().lower() == "q" else 1.0
+        except ValueError:
+            weight = 0.0
+        if weight > 0:
+            return True
+    return False
 
 
 def key_prefix_of(headers: Mapping[str, str]) -> str:
@@ -138,6 +164,17 @@ class MdwRequestHandler(ChaliceRequestHandler):
         self.request_line.write(self.command, self.path, status, elapsed_ms, key_prefix_of(headers))
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+    def _send_http_response_with_body(
+        self, code: int, headers: dict[str, Any], body: str | bytes
+    ) -> None:
+        raw = body.encode() if isinstance(body, str) else body
+        if len(raw) >= MINIMUM_COMPRESSION_SIZE and accepts_gzip(
+            self.headers.get("Accept-Encoding")
+        ):
+            raw = gzip.compress(raw, compresslevel=6, mtime=0)
+            headers = {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        super()._send_http_response_with_body(code, headers, raw)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
         """The request line above replaces the standard access log."""

@@ -37,6 +37,7 @@ def test_protected_route_without_a_key_is_401_from_the_local_gateway(chalice_loc
 # --- The server `make run` uses: devtools/local_server.py, in this process --------------------
 
 import errno  # noqa: E402
+import gzip  # noqa: E402
 import http.client  # noqa: E402
 import io  # noqa: E402
 import socket  # noqa: E402
@@ -44,11 +45,17 @@ import socket  # noqa: E402
 import pytest  # noqa: E402
 
 from chalicelib import db  # noqa: E402
+from chalicelib.config import PROJECT_ROOT  # noqa: E402
 from chalicelib.keys.authorizer import (  # noqa: E402
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
 )
-from devtools.local_server import LocalServer, bind  # noqa: E402
+from devtools.local_server import (  # noqa: E402
+    MINIMUM_COMPRESSION_SIZE,
+    LocalServer,
+    accepts_gzip,
+    bind,
+)
 from tests.factories import make_admin_key, make_key, make_symbol  # noqa: E402
 
 
@@ -203,3 +210,59 @@ def test_a_busy_port_is_refused_before_anything_starts():
             bind("127.0.0.1", port)
 
     assert refused.value.errno == errno.EADDRINUSE
+
+
+def raw_get(server, path, headers):
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response, response.read()
+    finally:
+        connection.close()
+
+
+def test_bodies_are_gzipped_for_clients_that_accept_it_as_api_gateway_does(
+    local_server, committed_db
+):
+    plain_response, plain = raw_get(local_server, "/openapi.json", {})
+    zipped_response, zipped = raw_get(
+        local_server, "/openapi.json", {"Accept-Encoding": "br;q=1.0, gzip;q=0.8"}
+    )
+    refused_response, _ = raw_get(local_server, "/openapi.json", {"Accept-Encoding": "gzip;q=0"})
+    small_response, small = raw_get(local_server, "/health", {"Accept-Encoding": "gzip"})
+
+    assert plain_response.getheader("Content-Encoding") is None
+    assert zipped_response.getheader("Content-Encoding") == "gzip"
+    assert zipped_response.getheader("Vary") == "Accept-Encoding"
+    assert int(zipped_response.getheader("Content-Length")) == len(zipped) < len(plain) / 3
+    assert gzip.decompress(zipped) == plain
+    assert refused_response.getheader("Content-Encoding") is None
+    assert len(small) < MINIMUM_COMPRESSION_SIZE
+    assert small_response.getheader("Content-Encoding") is None
+
+
+def test_the_local_threshold_is_the_templates():
+    template = json.loads((PROJECT_ROOT / "deploy" / "resources.json").read_text())
+
+    assert MINIMUM_COMPRESSION_SIZE == 1024
+    assert template["Resources"]["RestAPI"]["Properties"]["MinimumCompressionSize"] == 1024
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("gzip", True),
+        ("GZIP", True),
+        ("deflate, gzip;q=0.5", True),
+        ("*", True),
+        ("x-gzip", True),
+        ("gzip;q=0", False),
+        ("gzip;q=zero", False),
+        ("identity", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_accepts_gzip(header, expected):
+    assert accepts_gzip(header) is expected

@@ -77,6 +77,7 @@ def test_query_models_become_parameters(document: dict[str, Any]) -> None:
         "sort",
         "limit",
         "cursor",
+        "format",
     ]
     assert parameters["symbol"]["in"] == "path"
     assert parameters["limit"]["schema"]["minimum"] == 1

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -73,6 +73,13 @@ class BarQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     cursor: Annotated[
         str | None,
         Meta(description="next_cursor from the previous page, with the same other parameters."),
+    ] = None
+    format: Annotated[
+        Literal["json", "csv"] | None,
+        Meta(
+            description="`csv` or `json`; wins over the `Accept` header (`text/csv` or "
+            "`application/json`), which decides when this is absent."
+        ),
     ] = None
 
 

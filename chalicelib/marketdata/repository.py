@@ -318,3 +318,98 @@ def get_symbols_readiness(
         return cur.execute(
             SELECT_SYMBOLS_READINESS, {"symbols": symbols, "timeframe": timeframe}
         ).fetchall()
+
+
+# --- CSV pages: PostgreSQL writes the rows (COPY … TO STDOUT, RFC 4180 quoting) ---------------
+
+# RFC 3339 UTC, with a fraction only when the time has one (bars start on whole seconds).
+_CSV_TIME = """
+to_char(page.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+    || CASE WHEN extract(microseconds FROM page.time)::bigint %% 1000000 = 0 THEN 'Z'
+            ELSE to_char(page.time AT TIME ZONE 'UTC', '.US') || 'Z' END
+"""
+# Booleans as true/false, flags joined by `;`, NULL (no vwap, no trades, no flags) as empty.
+_CSV_BAR_COLUMNS = f"""
+{_CSV_TIME}, page.open, page.high, page.low, page.close, page.volume, page.vwap, page.trades,
+CASE WHEN page.validated THEN 'true' ELSE 'false' END,
+NULLIF(array_to_string(page.flags, ';'), '')
+"""
+CSV_BAR_HEADER = b"time,open,high,low,close,volume,vwap,trades,validated,flags\n"
+CSV_ROW_HEADER = b"symbol," + CSV_BAR_HEADER
+
+
+def _copy_csv(page_sql: str, order: str) -> str:
+    return (
+        f"COPY (SELECT {{columns}} FROM ({page_sql}) AS page ORDER BY {order}) "
+        "TO STDOUT (FORMAT csv)"
+    )
+
+
+COPY_BARS_PAGE_CSV = _copy_csv(SELECT_BARS_PAGE, "page.time").format(columns=_CSV_BAR_COLUMNS)
+COPY_BARS_PAGE_DESC_CSV = _copy_csv(SELECT_BARS_PAGE_DESC, "page.time DESC").format(
+    columns=_CSV_BAR_COLUMNS
+)
+COPY_MANY_BARS_PAGE_CSV = _copy_csv(SELECT_MANY_BARS_PAGE, "page.symbol, page.time").format(
+    columns="page.symbol, " + _CSV_BAR_COLUMNS
+)
+COPY_MANY_BARS_PAGE_DESC_CSV = _copy_csv(
+    SELECT_MANY_BARS_PAGE_DESC, "page.symbol, page.time DESC"
+).format(columns="page.symbol, " + _CSV_BAR_COLUMNS)
+
+
+def _copy_out(conn: Connection, sql: str, params: dict[str, Any]) -> bytes:
+    with conn.cursor() as cur, cur.copy(sql, params) as copy:
+        return b"".join(bytes(chunk) for chunk in copy)
+
+
+def copy_bars_page_csv(
+    conn: Connection,
+    *,
+    symbol: str,
+    timeframe: str,
+    start_at: datetime,
+    end_before: datetime,
+    after: datetime,
+    validated_only: bool,
+    limit: int,
+    descending: bool = False,
+) -> bytes:
+    """The rows `get_bars_page` reads, as CSV lines (no header), one per bar."""
+    params = {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "start_at": start_at,
+        "end_before": end_before,
+        "after": after,
+        "validated_only": validated_only,
+        "limit": limit,
+    }
+    return _copy_out(conn, COPY_BARS_PAGE_DESC_CSV if descending else COPY_BARS_PAGE_CSV, params)
+
+
+def copy_many_bars_page_csv(
+    conn: Connection,
+    *,
+    symbols: list[str],
+    timeframe: str,
+    start_at: datetime,
+    end_before: datetime,
+    after_symbol: str,
+    after: datetime,
+    validated_only: bool,
+    limit: int,
+    descending: bool = False,
+) -> bytes:
+    """The rows `get_many_bars_page` reads, as CSV lines (no header), symbol first."""
+    params = {
+        "symbols": symbols,
+        "timeframe": timeframe,
+        "start_at": start_at,
+        "end_before": end_before,
+        "after_symbol": after_symbol,
+        "after": after,
+        "validated_only": validated_only,
+        "limit": limit,
+    }
+    sql = COPY_MANY_BARS_PAGE_DESC_CSV if descending else COPY_MANY_BARS_PAGE_CSV
+    return _copy_out(conn, sql, params)

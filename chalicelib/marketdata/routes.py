@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote, urlencode
+
 from chalice import Blueprint, Response
 
 from chalicelib import db
-from chalicelib.http import JSON_HEADERS, json_response
+from chalicelib.http import JSON_HEADERS, json_response, negotiate
 from chalicelib.marketdata import service
 from chalicelib.marketdata.models import (
+    BarQuery,
     BarsPage,
     BarsQuery,
     HistoricalPage,
@@ -18,11 +21,14 @@ from chalicelib.marketdata.models import (
     PipelineStatus,
     SymbolSummaryList,
 )
+from chalicelib.marketdata.service import CsvPage
 from chalicelib.routing import route
 
 bp = Blueprint(__name__)
 
 TAG = "Market data"
+JSON_MEDIA_TYPE = "application/json"
+CSV_MEDIA_TYPE = "text/csv"
 
 
 @route(
@@ -60,11 +66,15 @@ def list_symbols() -> Response:
     tag=TAG,
     query=HistoricalQuery,
     response=HistoricalPage,
-    errors=(400, 404),
+    errors=(400, 404, 406),
+    serves_csv=True,
     path_parameters={"symbol": "Any accepted spelling: `AAPL`, `btc`, `BTC-USD`, `X:BTCUSD`."},
 )
 def historical(symbol: str, *, query: HistoricalQuery) -> Response:
     # One snapshot for the page: the extra row that decides next_cursor sees the same data.
+    if _wants_csv(query):
+        page = db.read(lambda conn: service.historical_csv(conn, symbol, query))
+        return _csv_response(page)
     body = db.read(lambda conn: service.historical_page(conn, symbol, query))
     return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
 
@@ -88,9 +98,13 @@ def historical(symbol: str, *, query: HistoricalQuery) -> Response:
     tag=TAG,
     query=BarsQuery,
     response=BarsPage,
-    errors=(400, 404),
+    errors=(400, 404, 406),
+    serves_csv=True,
 )
 def bars(*, query: BarsQuery) -> Response:
+    if _wants_csv(query):
+        page = db.read(lambda conn: service.bars_csv(conn, query))
+        return _csv_response(page)
     body = db.read(lambda conn: service.bars_page(conn, query))
     return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
 
@@ -130,3 +144,28 @@ def latest(*, query: LatestQuery) -> Response:
 def status() -> Response:
     report = db.read(service.pipeline_status)
     return json_response(report)
+
+
+def _wants_csv(query: BarQuery) -> bool:
+    """`format` decides; without it, the Accept header (406 when it accepts neither)."""
+    if query.format is not None:
+        return query.format == "csv"
+    accept = bp.current_request.headers.get("accept")
+    return negotiate(accept, (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE)) == CSV_MEDIA_TYPE
+
+
+def _csv_response(page: CsvPage) -> Response:
+    headers: dict[str, str | list[str]] = {
+        "Content-Type": f"{CSV_MEDIA_TYPE}; charset=utf-8; header=present"
+    }
+    if page.next_cursor is not None:
+        headers["Link"] = f'<{_next_page_reference(page.next_cursor)}>; rel="next"'
+    return Response(body=page.body.decode(), status_code=200, headers=headers)
+
+
+def _next_page_reference(cursor: str) -> str:
+    """The next page as a query-only URI reference: the same parameters with the new cursor.
+    Resolved against the request's URL it names the same host, stage and path, whatever
+    proxy or API Gateway stage sits in front."""
+    params = {**(bp.current_request.query_params or {}), "cursor": cursor}
+    return "?" + urlencode(params, quote_via=quote, safe=",:")

@@ -3,6 +3,7 @@ pipeline status. No HTTP here; the routes translate."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -60,8 +61,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def wire_size(body: bytes) -> int:
-    """Bytes `body` occupies inside the Lambda proxy response, after JSON string escaping."""
-    return len(body) + body.count(b'"') + body.count(b"\\")
+    """Bytes `body` occupies inside the Lambda proxy response, after JSON string escaping (a
+    JSON body has no raw line breaks; a CSV body has one per row)."""
+    return len(body) + body.count(b'"') + body.count(b"\\") + body.count(b"\n") + body.count(b"\r")
 
 
 # The fewest wire bytes one bar can take (a time is always at least 20 characters, a number
@@ -461,3 +463,125 @@ def bars_page(
     budget = max_response_bytes - wire_size(envelope(len(page), page[-1])) - _CURSOR_SLACK
     count, prefix = _bars_within(rows_json, rows_wire, budget, row_start=_ROW_START)
     return _splice(envelope(count, page[count - 1]), prefix)
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+
+class CsvPage(msgspec.Struct, frozen=True):
+    """A page as CSV: a header row and one line per bar; the next page's cursor travels
+    beside it (the route puts it in a `Link` header), None on the last page."""
+
+    body: bytes
+    next_cursor: str | None
+
+
+def historical_csv(
+    conn: Connection,
+    raw_symbol: str,
+    query: HistoricalQuery,
+    *,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+) -> CsvPage:
+    """The page `historical_page` serves, as CSV written by PostgreSQL."""
+    tracked = resolve_symbol(conn, raw_symbol)
+    symbol = tracked.symbol
+    plan = _plan(query, symbol)
+    after = plan.first_position
+    if query.cursor is not None:
+        after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret).time
+    data = repository.copy_bars_page_csv(
+        conn,
+        symbol=symbol,
+        timeframe=query.timeframe,
+        start_at=plan.start_at,
+        end_before=plan.end_before,
+        after=after,
+        validated_only=query.validated_only,
+        limit=query.limit + 1,
+        descending=query.sort == "desc",
+    )
+    if not data and query.cursor is None:
+        _explain_no_bars(conn, tracked, query.timeframe)
+
+    def position_of(line: bytes) -> Position:
+        return Position(symbol, _csv_time(line.split(b",", 1)[0]))
+
+    return _csv_page(
+        data, repository.CSV_BAR_HEADER, query.limit, plan, position_of, max_response_bytes
+    )
+
+
+def bars_csv(
+    conn: Connection,
+    query: BarsQuery,
+    *,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+) -> CsvPage:
+    """The page `bars_page` serves, as CSV written by PostgreSQL, symbol first."""
+    symbols = parse_symbol_list(query.symbols)
+    plan = _plan(query, ",".join(symbols))
+    readiness = repository.get_symbols_readiness(conn, symbols=symbols, timeframe=query.timeframe)
+    _refuse_unknown([row.symbol for row in readiness if row.timeframes is None])
+    if query.cursor is None:
+        _explain_missing_bars(readiness, query.timeframe)
+        after = Position("", plan.first_position)
+    else:
+        after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret)
+    data = repository.copy_many_bars_page_csv(
+        conn,
+        symbols=symbols,
+        timeframe=query.timeframe,
+        start_at=plan.start_at,
+        end_before=plan.end_before,
+        after_symbol=after.symbol,
+        after=after.time,
+        validated_only=query.validated_only,
+        limit=query.limit + 1,
+        descending=query.sort == "desc",
+    )
+
+    def position_of(line: bytes) -> Position:
+        symbol, time_text, _ = line.split(b",", 2)
+        return Position(symbol.decode(), _csv_time(time_text))
+
+    return _csv_page(
+        data, repository.CSV_ROW_HEADER, query.limit, plan, position_of, max_response_bytes
+    )
+
+
+def _csv_page(
+    data: bytes,
+    header: bytes,
+    limit: int,
+    plan: _Plan,
+    position_of: Callable[[bytes], Position],
+    max_response_bytes: int,
+) -> CsvPage:
+    """Header plus at most `limit` of the CSV lines in `data` (which may hold one more, the
+    sign of a next page), cut to whole lines under `max_response_bytes` on the wire."""
+    lines = data.split(b"\n")
+    lines.pop()  # what follows the last line break: nothing
+    more = len(lines) > limit
+    kept = lines[:limit]
+    body = header + b"".join(line + b"\n" for line in kept)
+    # The cursor travels in a header, inside the envelope's headroom.
+    if wire_size(body) > max_response_bytes:
+        size = wire_size(header)
+        for index, line in enumerate(kept):
+            size += wire_size(line) + 2  # the line break, escaped
+            if size > max_response_bytes and index > 0:
+                kept = kept[:index]
+                more = True
+                break
+        body = header + b"".join(line + b"\n" for line in kept)
+    next_cursor = (
+        encode_cursor(plan.cursor_query, position_of(kept[-1]), secret=plan.secret)
+        if more and kept
+        else None
+    )
+    return CsvPage(body=body, next_cursor=next_cursor)
+
+
+def _csv_time(text: bytes) -> datetime:
+    return datetime.fromisoformat(text.decode())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import pytest
 
@@ -908,3 +910,187 @@ def test_bars_bad_query_is_400(
 
     assert response.status_code == 400
     assert words in response.json_body["error"]["message"]
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+CSV = {"Accept": "text/csv"}
+
+
+def csv_get(client: Any, path: str, reader: dict[str, str], **headers: str) -> Any:
+    return client.http.get(path, headers={**reader, **headers})
+
+
+def test_historical_as_csv_has_a_header_row_and_one_row_per_bar(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 3))
+
+    response = csv_get(client, "/api/v1/historical/AAPL", reader, Accept="text/csv")
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8; header=present"
+    assert "Link" not in response.headers
+    assert response.body.decode() == (
+        "time,open,high,low,close,volume,vwap,trades,validated,flags\n"
+        "2024-01-01T05:00:00Z,100,101,99,100.5,1000,100,10,true,\n"
+        "2024-01-02T05:00:00Z,100.01,101.01,99.01,100.51,1001,100.01,11,true,\n"
+        "2024-01-03T05:00:00Z,100.02,101.02,99.02,100.52,1002,100.02,12,true,\n"
+    )
+
+
+def test_csv_quotes_as_rfc_4180_says_and_joins_flags(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 1), validated=False)
+    pinned_db.execute(
+        "UPDATE bars SET flags = %s, vwap = NULL, trades = NULL",
+        (["volume_spike", 'odd "quoted", flag'],),
+    )
+
+    body = csv_get(
+        client, "/api/v1/historical/AAPL?format=csv&validated_only=false", reader
+    ).body.decode()
+
+    assert body.splitlines()[1] == (
+        '2024-01-01T05:00:00Z,100,101,99,100.5,1000,,,false,"volume_spike;odd ""quoted"", flag"'
+    )
+    row = next(csv.reader(io.StringIO(body.splitlines()[1])))
+    assert row[6:] == ["", "", "false", 'volume_spike;odd "quoted", flag']
+
+
+@pytest.mark.parametrize(
+    ("path", "rows"),
+    [
+        ("/api/v1/historical/AAPL?limit=2&end=2024-01-07", 7),
+        ("/api/v1/historical/AAPL?limit=3&sort=desc&start=2024-01-03T05%3A00%3A00Z", 8),
+        ("/api/v1/bars?symbols=AAPL,MSFT&limit=4", 20),
+        ("/api/v1/bars?symbols=AAPL,MSFT&limit=3&sort=desc", 20),
+    ],
+)
+def test_csv_pages_follow_the_link_header_to_the_same_rows_as_json(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], path: str, rows: int
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_symbol(pinned_db, "MSFT")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 10))
+    make_bars(pinned_db, "MSFT", daily_times(date(2024, 1, 1), 10), price=400.0)
+    csv_rows: list[list[str]] = []
+    json_rows: list[tuple[str, ...]] = []
+    next_path: str | None = path
+    while next_path:
+        response = csv_get(client, next_path, reader, Accept="text/csv")
+        assert response.status_code == 200
+        lines = list(csv.reader(io.StringIO(response.body.decode())))
+        assert lines[0][-10:] == [
+            "time",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "vwap",
+            "trades",
+            "validated",
+            "flags",
+        ]
+        csv_rows += lines[1:]
+        link = response.headers.get("Link")
+        next_path = None
+        if link:
+            reference = link.removeprefix("<").removesuffix('>; rel="next"')
+            assert reference.startswith("?")
+            next_path = urljoin(f"http://h{path}", reference).removeprefix("http://h")
+    cursor = None
+    while True:
+        body = get(client, path + (f"&cursor={cursor}" if cursor else ""), reader).json_body
+        json_rows += [
+            tuple(str(bar[key]) for key in ("symbol", "time") if key in bar) for bar in body["bars"]
+        ]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+
+    assert len(csv_rows) == rows
+    width = 11 if "/bars" in path else 10
+    assert [tuple(row[: width - 9]) for row in csv_rows] == json_rows
+
+
+@pytest.mark.parametrize(
+    ("accept", "media"),
+    [
+        ("text/csv", "text/csv"),
+        ("text/*", "text/csv"),
+        ("application/json, text/csv;q=0.5", "application/json"),
+        ("text/csv;q=0.9, application/json;q=0.2", "text/csv"),
+        ("*/*", "application/json"),
+        ("", "application/json"),
+        ("application/xml, */*;q=0.1", "application/json"),
+        ("text/csv;q=0, */*", "application/json"),
+    ],
+)
+def test_accept_chooses_json_or_csv(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], accept: str, media: str
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 2))
+
+    response = csv_get(client, "/api/v1/historical/AAPL", reader, Accept=accept)
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].split(";")[0] == media
+
+
+@pytest.mark.parametrize("path", ["/api/v1/historical/AAPL", "/api/v1/bars?symbols=AAPL"])
+@pytest.mark.parametrize("accept", ["application/xml", "text/html, image/*", "text/csv;q=0"])
+def test_an_unsupported_accept_is_406_in_the_one_error_body(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], path: str, accept: str
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 2))
+
+    response = csv_get(client, path, reader, Accept=accept)
+
+    assert response.status_code == 406
+    assert response.headers["Content-Type"] == "application/json"
+    error = response.json_body["error"]
+    assert error["code"] == "not_acceptable"
+    assert error["details"]["available"] == ["application/json", "text/csv"]
+
+
+def test_format_wins_over_accept(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 2))
+
+    as_csv = csv_get(client, "/api/v1/historical/AAPL?format=csv", reader, Accept="application/xml")
+    as_json = csv_get(client, "/api/v1/historical/AAPL?format=json", reader, Accept="text/csv")
+
+    assert as_csv.headers["Content-Type"].startswith("text/csv")
+    assert as_json.headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("query", ["format=xml", "format=CSV", "format="])
+def test_an_unknown_format_is_400(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], query: str
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+
+    response = get(client, f"/api/v1/historical/AAPL?{query}", reader)
+
+    assert response.status_code == 400
+    assert "format must be one of" in response.json_body["error"]["message"]
+
+
+def test_csv_of_a_symbol_not_yet_backfilled_is_the_json_404(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+
+    response = csv_get(client, "/api/v1/bars?symbols=AAPL", reader, Accept="text/csv")
+
+    assert response.status_code == 404
+    assert response.json_body["error"]["details"]["backfill_status"] == "pending"

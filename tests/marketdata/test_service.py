@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +15,9 @@ from chalicelib.marketdata.cursor import Sort
 from chalicelib.marketdata.models import BarsQuery, HistoricalQuery, LatestQuery
 from chalicelib.marketdata.service import (
     LAMBDA_RESPONSE_LIMIT,
+    bars_csv,
     bars_page,
+    historical_csv,
     historical_page,
     latest_bars,
     wire_size,
@@ -167,3 +171,51 @@ def test_a_bars_page_cut_by_size_ends_on_a_whole_row_and_continues_across_symbol
     if sort == "desc":
         times.reverse()
     assert seen == [(symbol, t) for symbol in ("AAPL", "MSFT", "NVDA") for t in times]
+
+
+@pytest.mark.parametrize("sort", ["asc", "desc"])
+def test_a_csv_page_cut_by_size_ends_on_a_whole_line_and_the_cursor_continues(
+    conn: db.Connection, sort: Sort
+) -> None:
+    for symbol in ("AAPL", "MSFT"):
+        make_symbol(conn, symbol, timeframes=["1m"])
+        make_bars(conn, symbol, minutes(30), timeframe="1m")
+    budget = 1500
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = BarsQuery(symbols="MSFT,AAPL", timeframe="1m", cursor=cursor, sort=sort)
+        page = bars_csv(conn, query, max_response_bytes=budget)
+        pages += 1
+        assert wire_size(page.body) <= budget
+        lines = page.body.decode().splitlines()
+        assert lines[0].startswith("symbol,time,open")
+        seen += [",".join(line.split(",")[:2]) for line in lines[1:]]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+
+    assert pages > 3
+    times = [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in minutes(30)]
+    if sort == "desc":
+        times.reverse()
+    assert seen == [f"{symbol},{t}" for symbol in ("AAPL", "MSFT") for t in times]
+
+
+def test_a_csv_page_has_the_json_pages_values(conn: db.Connection) -> None:
+    make_symbol(conn, "AAPL", timeframes=["1m"])
+    conn.execute(SEED_MINUTES, {"count": 500})
+
+    as_json = decode(historical_page(conn, "AAPL", HistoricalQuery(timeframe="1m", limit=500)))
+    as_csv = historical_csv(conn, "AAPL", HistoricalQuery(timeframe="1m", limit=500))
+
+    rows = list(csv.DictReader(io.StringIO(as_csv.body.decode())))
+    assert len(rows) == 500
+    for bar, row in zip(as_json["bars"], rows, strict=True):  # type: ignore[call-overload]
+        assert row["time"] == bar["time"]
+        for key in ("open", "high", "low", "close", "volume", "vwap"):
+            assert float(row[key]) == bar[key]
+        assert int(row["trades"]) == bar["trades"]
+        assert row["validated"] == "true"
+        assert row["flags"] == ""
