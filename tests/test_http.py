@@ -9,9 +9,11 @@ import msgspec
 import pytest
 
 from chalicelib import errors
+from chalicelib.errors import NotAcceptable
 from chalicelib.http import (
     MAX_BODY_BYTES,
     error_response,
+    negotiate,
     parse_body,
     parse_id,
     parse_query,
@@ -244,3 +246,41 @@ def test_a_body_that_is_not_declared_json_gets_the_one_error_body(client, pinned
             "message": "Unsupported media type: application/x-www-form-urlencoded",
         }
     }
+
+
+# --- negotiate -----------------------------------------------------------------------------------
+
+OFFERS = ("application/json", "text/csv")
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        (None, "application/json"),
+        ("", "application/json"),
+        ("   ", "application/json"),
+        ("text/csv", "text/csv"),
+        ("TEXT/CSV; charset=utf-8", "text/csv"),
+        ("text/*", "text/csv"),
+        ("*/*", "application/json"),
+        ("text/csv, application/json", "application/json"),  # equal weights: the first offer
+        ("application/json;q=0.4, text/csv;q=0.5", "text/csv"),
+        ("text/*;q=0.9, text/csv;q=0.1, application/json;q=0.5", "application/json"),
+        ("text/csv;q=0, */*;q=0.1", "application/json"),
+        ("application/xml, text/csv;q=0.2", "text/csv"),
+    ],
+)
+def test_negotiate_picks_the_most_wanted_offer(accept: str | None, chosen: str) -> None:
+    assert negotiate(accept, OFFERS) == chosen
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ["application/xml", "image/*", "text/csv;q=0, application/json;q=0", "*/*;q=0", "text/csv;q=x"],
+)
+def test_negotiate_refuses_an_accept_that_names_no_offer(accept: str) -> None:
+    with pytest.raises(NotAcceptable) as raised:
+        negotiate(accept, OFFERS)
+
+    assert raised.value.status == 406
+    assert raised.value.details == {"accept": accept, "available": list(OFFERS)}
