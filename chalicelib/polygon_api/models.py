@@ -24,7 +24,11 @@ MAX_SPLITS_LIMIT = 1000
 Sort = Literal["asc", "desc"]
 
 
-class AggsQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+# Query models ignore parameters they do not know, as Polygon does: the official client sends
+# some of its own (the grouped call sends `locale` and `market_type` in the query string too).
+
+
+class AggsQuery(msgspec.Struct, frozen=True):
     """Query string of the aggregates endpoint."""
 
     adjusted: Annotated[
@@ -50,7 +54,7 @@ class AggsQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ] = None
 
 
-class GroupedQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class GroupedQuery(msgspec.Struct, frozen=True):
     """Query string of the grouped daily endpoints."""
 
     adjusted: Annotated[
@@ -63,7 +67,6 @@ class GroupedQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class SplitsQuery(
     msgspec.Struct,
-    forbid_unknown_fields=True,
     frozen=True,
     rename={
         "execution_date_gte": "execution_date.gte",
