@@ -10,6 +10,7 @@ no query with the native endpoint.
 from __future__ import annotations
 
 from datetime import date, datetime
+from itertools import starmap
 from typing import Any, Literal
 
 import msgspec
@@ -19,10 +20,13 @@ from psycopg.rows import class_row
 Connection = psycopg.Connection[Any]
 
 BucketKind = Literal["minutes", "days", "weeks", "months"]
+MINUTES_PER_HOUR = 60
+MINUTES_PER_DAY = 1440
 
 
 class AggRow(msgspec.Struct, frozen=True):
-    """One served bar: window start in epoch ms and how many stored bars made it."""
+    """One served bar: window start in epoch ms, how many stored bars made it, and the times
+    of its first and last stored bar (where the next page starts)."""
 
     t: int
     o: float
@@ -33,6 +37,8 @@ class AggRow(msgspec.Struct, frozen=True):
     vw: float | None
     n: int | None
     base_bars: int
+    first_time: datetime
+    last_time: datetime
 
 
 class GroupedRow(msgspec.Struct, frozen=True):
@@ -60,7 +66,7 @@ class SplitRow(msgspec.Struct, frozen=True):
 SELECT_STORED_AGGS = """
 SELECT (extract(epoch FROM time) * 1000)::bigint AS t,
        open AS o, high AS h, low AS l, close AS c, volume AS v, vwap AS vw, trades AS n,
-       1 AS base_bars
+       1 AS base_bars, time AS first_time, time AS last_time
 FROM bars
 WHERE symbol = %(symbol)s
   AND timeframe = %(timeframe)s
@@ -71,38 +77,49 @@ ORDER BY time {direction}
 LIMIT %(limit)s
 """
 
-# Buckets are computed on the wall clock of `zone` (New York for stocks, UTC for crypto) and
-# turned back into instants there, so a New York day stays one bucket across a DST change.
+# Buckets are computed on the wall clock of `zone` (New York for stocks, UTC for crypto): each
+# row's local time is bucketed, and only the bucket turns back into an instant, so a New York
+# day stays one bucket across a DST change. Each expression converts a row's time once: the
+# conversion by zone name is the costliest step per row.
 _LOCAL = "(b.time AT TIME ZONE %(zone)s)"
 BUCKET_EXPRESSIONS: dict[BucketKind, str] = {
-    # N-minute buckets anchored at each local midnight (hours are multiples of 60 minutes).
-    "minutes": f"date_bin(make_interval(mins => %(step)s), {_LOCAL}, date_trunc('day', {_LOCAL}))",
+    # N-minute buckets where N divides a day: anchored at any local midnight.
+    "minutes": f"date_bin(make_interval(mins => %(step)s), {_LOCAL}, timestamp '2000-01-01')",
     # N-day buckets counted from 1970-01-01, on local dates.
-    "days": f"date_bin(make_interval(days => %(step)s), date_trunc('day', {_LOCAL}), "
-    "timestamp '1970-01-01')",
+    "days": f"date_bin(make_interval(days => %(step)s), {_LOCAL}, timestamp '1970-01-01')",
     # N-week buckets starting on Sundays, counted from Sunday 1970-01-04.
-    "weeks": f"date_bin(make_interval(days => 7 * %(step)s), date_trunc('day', {_LOCAL}), "
-    "timestamp '1970-01-04')",
+    "weeks": f"date_bin(make_interval(days => 7 * %(step)s), {_LOCAL}, timestamp '1970-01-04')",
     # N-month buckets (quarters: 3, years: 12) counted from January of year 0, so quarters
     # start in January, April, July and October.
     "months": "make_timestamp(m.index / 12, m.index %% 12 + 1, 1, 0, 0, 0)",
 }
+# N-minute buckets where N divides an hour: the same on every clock whose offset from UTC is
+# whole hours (New York's and UTC's are), so they are taken on the stored instants, with no
+# conversion per row (an instant, not a local time: see `bucket_start`).
+HOURLY_MINUTES = (
+    "date_bin(make_interval(mins => %(step)s), b.time, timestamptz '2000-01-01 00:00+00')"
+)
+# N-minute buckets where N does not divide a day restart at each local midnight.
+UNEVEN_MINUTES = f"date_bin(make_interval(mins => %(step)s), {_LOCAL}, date_trunc('day', {_LOCAL}))"
 _MONTH_INDEX = (
     f"CROSS JOIN LATERAL (SELECT (((extract(year FROM {_LOCAL}) * 12 "
     f"+ extract(month FROM {_LOCAL}) - 1)::int / %(step)s) * %(step)s) AS index) AS m"
 )
 
 # open = first, high = max, low = min, close = last, volume = sum, vwap weighted by the volume
-# of the bars that have one, trades = sum of the known counts.
+# of the bars that have one, trades = sum of the known counts. Plain aggregates over the rows
+# (one hash aggregate, no sort of the rows); the first and last bar of each bucket are then two
+# primary-key lookups for its open and close.
 SELECT_RESAMPLED_AGGS = """
-SELECT (extract(epoch FROM k.bucket) * 1000)::bigint AS t,
-       k.o, k.h, k.l, k.c, k.v, k.vw, k.n, k.base_bars
+SELECT (extract(epoch FROM ({bucket_start})) * 1000)::bigint AS t,
+       f.open AS o, k.h, k.l, z.close AS c, k.v, k.vw, k.n, k.base_bars, k.first_time,
+       k.last_time
 FROM (
-    SELECT ({bucket}) AT TIME ZONE %(zone)s AS bucket,
-           (array_agg(b.open ORDER BY b.time))[1] AS o,
+    SELECT {bucket} AS bucket,
+           min(b.time) AS first_time,
+           max(b.time) AS last_time,
            max(b.high) AS h,
            min(b.low) AS l,
-           (array_agg(b.close ORDER BY b.time DESC))[1] AS c,
            sum(b.volume) AS v,
            sum(b.vwap * b.volume) FILTER (WHERE b.vwap IS NOT NULL)
              / nullif(sum(b.volume) FILTER (WHERE b.vwap IS NOT NULL), 0) AS vw,
@@ -117,8 +134,17 @@ FROM (
       AND b.time > %(after)s AND b.time < %(before)s
     GROUP BY 1
 ) AS k
-WHERE k.bucket > %(after)s AND k.bucket < %(before)s
-ORDER BY k.bucket {direction}
+CROSS JOIN LATERAL (
+    SELECT open FROM bars
+    WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s AND time = k.first_time
+    LIMIT 1
+) AS f
+CROSS JOIN LATERAL (
+    SELECT close FROM bars
+    WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s AND time = k.last_time
+    LIMIT 1
+) AS z
+ORDER BY k.first_time {direction}
 LIMIT %(limit)s
 """
 
@@ -183,8 +209,8 @@ def list_stored_aggs(
         "before": before,
         "limit": limit,
     }
-    with conn.cursor(row_factory=class_row(AggRow)) as cur:
-        return cur.execute(query, params).fetchall()
+    # Tuples turned into rows by starmap: no Python call per row on the largest pages.
+    return list(starmap(AggRow, conn.execute(query, params).fetchall()))
 
 
 def list_resampled_aggs(
@@ -202,11 +228,17 @@ def list_resampled_aggs(
     descending: bool,
     limit: int,
 ) -> list[AggRow]:
-    """Up to `limit` buckets of `step` `kind` built from stored, validated `base_timeframe`
-    bars inside [start_at, end_before); a bucket's start lies strictly between after and
-    before."""
+    """Up to `limit` buckets of `step` `kind` built from the stored, validated `base_timeframe`
+    bars with start_at <= time < end_before and after < time < before."""
+    bucket = BUCKET_EXPRESSIONS[kind]
+    bucket_start = "k.bucket AT TIME ZONE %(zone)s"  # a local time back to its instant
+    if kind == "minutes" and MINUTES_PER_HOUR % step == 0:
+        bucket, bucket_start = HOURLY_MINUTES, "k.bucket"
+    elif kind == "minutes" and MINUTES_PER_DAY % step:
+        bucket = UNEVEN_MINUTES
     query = SELECT_RESAMPLED_AGGS.format(
-        bucket=BUCKET_EXPRESSIONS[kind],
+        bucket=bucket,
+        bucket_start=bucket_start,
         month_join=_MONTH_INDEX if kind == "months" else "",
         direction="DESC" if descending else "ASC",
     )
@@ -221,8 +253,8 @@ def list_resampled_aggs(
         "before": before,
         "limit": limit,
     }
-    with conn.cursor(row_factory=class_row(AggRow)) as cur:
-        return cur.execute(query, params).fetchall()
+    # Tuples turned into rows by starmap: no Python call per row on the largest pages.
+    return list(starmap(AggRow, conn.execute(query, params).fetchall()))
 
 
 def list_grouped_daily(conn: Connection, *, day: date, crypto: bool) -> list[GroupedRow]:

@@ -230,11 +230,14 @@ def aggs_page(
     secret = get_settings().cursor_secret.encode()
     after, before = _FAR_PAST, _FAR_FUTURE
     if query.cursor is not None:
-        last = decode_cursor(query.cursor, cursor_query, secret=secret)
+        # The cursor holds the time of the outermost stored bar of the last bucket served
+        # (its last bar going forward, its first going back): the next page starts past it,
+        # at the next bucket's first bar.
+        edge = decode_cursor(query.cursor, cursor_query, secret=secret)
         if descending:
-            before = last
+            before = edge
         else:
-            after = last
+            after = edge
 
     window = {
         "symbol": tracked.symbol,
@@ -264,8 +267,8 @@ def aggs_page(
         served = rows[:count]
         next_url = None
         if more and served:
-            last_start = _EPOCH + timedelta(milliseconds=served[-1].t)
-            cursor = encode_cursor(cursor_query, last_start, secret=secret)
+            edge = served[-1].first_time if descending else served[-1].last_time
+            cursor = encode_cursor(cursor_query, edge, secret=secret)
             next_url = _next_url(origin, request, query, cursor)
         return _encoder.encode(
             AggsResponse(
