@@ -50,8 +50,9 @@ STATUS_OK = "OK"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FAR_PAST = datetime(1, 1, 2, tzinfo=UTC)
 _FAR_FUTURE = datetime(9999, 12, 30, tzinfo=UTC)
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_MILLIS = re.compile(r"^-?\d{1,15}$")
+# ASCII digits only, the whole text (`$` would let a trailing newline through).
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_MILLIS = re.compile(r"-?[0-9]{1,15}")
 _encoder = msgspec.json.Encoder()
 
 
@@ -128,7 +129,7 @@ def parse_bound(raw: str, name: str, zone: str, *, end: bool) -> datetime:
     """`from`/`to` as Polygon takes them: a date (the market's day in `zone`, whole) or epoch
     milliseconds (an instant, inclusive). The result is an inclusive start or an exclusive
     end."""
-    if _DATE.match(raw):
+    if _DATE.fullmatch(raw):
         try:
             day = date.fromisoformat(raw)
         except ValueError:
@@ -137,7 +138,7 @@ def parse_bound(raw: str, name: str, zone: str, *, end: bool) -> datetime:
             if end:
                 day = day + timedelta(days=1) if day < date.max else day
             return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone)).astimezone(UTC)
-    if _MILLIS.match(raw):
+    if _MILLIS.fullmatch(raw):
         try:
             instant = _EPOCH + timedelta(milliseconds=int(raw) + (1 if end else 0))
         except OverflowError:
@@ -341,7 +342,7 @@ def grouped_daily(
 
 
 def _parse_date(raw: str, name: str) -> date:
-    if _DATE.match(raw):
+    if _DATE.fullmatch(raw):
         try:
             return date.fromisoformat(raw)
         except ValueError:
