@@ -14,7 +14,13 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 
 from chalicelib import db
-from chalicelib.http import JSON_HEADERS, json_response, json_view, parse_query
+from chalicelib.http import (
+    JSON_HEADERS,
+    json_response,
+    json_view,
+    parse_query,
+    restate_framework_error,
+)
 from chalicelib.keys.authorizer import api_key_authorizer
 from chalicelib.keys.middleware import request_id_of
 from chalicelib.openapi import operation
@@ -200,7 +206,8 @@ def polygon_error_shape(event: Request, get_response: Callable[[Request], Respon
     """On the Polygon-compatible routes, restate any error in the API's one body as Polygon's
     `{"status": "ERROR", "request_id", "error"}`, keeping the status and headers (Retry-After):
     the official client then fails as it fails against Polygon."""
-    response = get_response(event)
+    # Chalice's own refusals (405, 415) first become the one error body, then Polygon's.
+    response = restate_framework_error(get_response(event))
     if response.status_code < 400 or event is None or not is_polygon_route(event.path):
         return response
     body = response.body

@@ -151,10 +151,6 @@ def parse_bound(raw: str, name: str, zone: str, *, end: bool) -> datetime:
     )
 
 
-def _millis(instant: datetime) -> int:
-    return (instant - _EPOCH) // timedelta(milliseconds=1)
-
-
 def _check_adjusted(adjusted: bool) -> None:
     if not adjusted:
         raise UnadjustedNotServed(
@@ -240,25 +236,32 @@ def aggs_page(
         else:
             after = edge
 
-    window = {
-        "symbol": tracked.symbol,
-        "start_at": start_at,
-        "end_before": end_before,
-        "after": after,
-        "before": before,
-        "descending": descending,
-        "limit": query.limit + 1,
-    }
     if plan.kind is None:
-        rows = repository.list_stored_aggs(conn, timeframe=plan.base_timeframe, **window)  # type: ignore[arg-type]
+        rows = repository.list_stored_aggs(
+            conn,
+            symbol=tracked.symbol,
+            timeframe=plan.base_timeframe,
+            start_at=start_at,
+            end_before=end_before,
+            after=after,
+            before=before,
+            descending=descending,
+            limit=query.limit + 1,
+        )
     else:
         rows = repository.list_resampled_aggs(
             conn,
+            symbol=tracked.symbol,
             base_timeframe=plan.base_timeframe,
             zone=zone,
             kind=plan.kind,
             step=plan.step,
-            **window,  # type: ignore[arg-type]
+            start_at=start_at,
+            end_before=end_before,
+            after=after,
+            before=before,
+            descending=descending,
+            limit=query.limit + 1,
         )
     more = len(rows) > query.limit
     rows = rows[: query.limit]

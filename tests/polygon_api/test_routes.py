@@ -254,6 +254,13 @@ def test_a_refusal_of_the_key_layer_is_restated_in_polygons_shape(client, pinned
     assert body["error"] == "this API key is limited to 1 requests per minute"
 
 
+def test_a_method_the_route_lacks_is_a_405_in_polygons_shape(client, reader):
+    response = client.http.post("/v3/reference/splits", headers=reader, body=b"{}")
+
+    assert response.status_code == 405
+    assert json.loads(response.body)["status"] == "ERROR"
+
+
 def test_the_native_api_keeps_its_own_error_body(client, reader):
     status, body = get(client, "/api/v1/historical/AAPL?timeframe=2d", reader)
 
