@@ -31,8 +31,10 @@ API_VERSION = "1.0.0"
 API_DESCRIPTION = (
     "Validated OHLCV bars for US stocks, ETFs and crypto, backfilled from Polygon.io. "
     "Authenticate with `Authorization: Bearer <key>`; `read` keys reach market data, the "
-    "symbol list and the status, `admin` keys reach everything. Every error has the body "
-    '`{"error": {"code", "message", "details"?}}`.'
+    "symbol list, the status and the Polygon-compatible routes, `admin` keys reach everything. "
+    'Every error has the body `{"error": {"code", "message", "details"?}}`, except on the '
+    "Polygon-compatible routes (`/v2/aggs/…`, `/v3/reference/…`), which answer in Polygon's "
+    '`{"status": "ERROR", "request_id", "error"}`.'
 )
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
