@@ -360,3 +360,26 @@ def test_the_api_document_lists_the_routes_their_parameters_and_polygons_error_b
         "/v3/reference/splits",
     ):
         assert document["paths"][path]["get"]["x-scope"] == "read"
+
+
+def test_bars_that_failed_validation_are_left_out_of_every_bucket(client, pinned_db, reader):
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 2), 3), validated=[True, False, True])
+
+    _, days = get(client, "/v2/aggs/ticker/AAPL/range/1/day/2024-01-02/2024-01-04", reader)
+    _, week = get(client, "/v2/aggs/ticker/AAPL/range/1/week/2024-01-02/2024-01-04", reader)
+
+    assert [bar["o"] for bar in days["results"]] == [100.0, 100.02]
+    assert week["results"][0]["c"] == days["results"][-1]["c"]
+    assert week["queryCount"] == 2
+
+
+def test_grouped_daily_leaves_out_inactive_symbols(client, pinned_db, reader):
+    make_symbol(pinned_db, "AAPL")
+    make_symbol(pinned_db, "IBM", active=False)
+    for symbol in ("AAPL", "IBM"):
+        make_bars(pinned_db, symbol, daily_times(date(2024, 1, 2), 1))
+
+    _, body = get(client, "/v2/aggs/grouped/locale/us/market/stocks/2024-01-02", reader)
+
+    assert [bar["T"] for bar in body["results"]] == ["AAPL"]
