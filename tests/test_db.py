@@ -542,7 +542,11 @@ def test_a_deadlock_is_retried_until_both_transactions_commit(scratch):
         thread.join()
 
     assert errors == []
-    assert sorted(attempts.values()) == [1, 2]  # the deadlock's victim ran again
+    # The deadlock's victim ran again. Its rerun can meet the other transaction once more (its
+    # first UPDATE may take the row before the survivor's waiting one does), so a second
+    # deadlock, and a third attempt of either, is possible too: the retries are bounded, not one.
+    assert sum(attempts.values()) >= 3
+    # Whatever the number of attempts, each transfer was applied exactly once.
     assert rows(scratch) == [(1, 2), (2, 2)]
 
 

@@ -21,11 +21,11 @@ import msgspec
 from chalicelib import db
 from chalicelib.config import get_settings
 from chalicelib.errors import AppError, BadRequest, NotFound
+from chalicelib.market.tickers import normalize_symbol, provider_ticker
+from chalicelib.market.timeframes import TIMEFRAMES
 from chalicelib.marketdata.cursor import CursorQuery, decode_cursor, encode_cursor
 from chalicelib.marketdata.gaps import daily_bar_zone
-from chalicelib.marketdata.models import TIMEFRAMES
 from chalicelib.marketdata.service import MAX_RESPONSE_BYTES, wire_size
-from chalicelib.polygon import provider_ticker
 from chalicelib.polygon_api import repository
 from chalicelib.polygon_api.models import (
     MAX_MULTIPLIER,
@@ -42,7 +42,6 @@ from chalicelib.polygon_api.models import (
     SplitsResponse,
 )
 from chalicelib.symbols import repository as symbols_repository
-from chalicelib.symbols.models import normalize_symbol
 
 Connection = db.Connection
 
