@@ -21,6 +21,8 @@ from chalicelib.openapi_routes import DOCUMENT_PATH
 from chalicelib.openapi_routes import bp as openapi_bp
 from chalicelib.ops import handlers as ops
 from chalicelib.ops.observability import configure_logging
+from chalicelib.polygon_api.routes import bp as polygon_api_bp
+from chalicelib.polygon_api.routes import polygon_error_shape
 from chalicelib.symbols.routes import bp as symbols_bp
 
 app = Chalice(app_name="mdw")
@@ -29,6 +31,7 @@ app.register_blueprint(health_bp)
 app.register_blueprint(keys_bp)
 app.register_blueprint(symbols_bp)
 app.register_blueprint(marketdata_bp)
+app.register_blueprint(polygon_api_bp)
 app.register_blueprint(openapi_bp)
 
 
@@ -37,6 +40,10 @@ def one_error_body(event: Any, get_response: Any) -> Any:
     """Outermost: every answer, including Chalice's own (415, 405) and any failure in the
     layers below, is in the one error body."""
     return answer_in_one_body(event, get_response, app.routes)
+
+
+# Errors on the Polygon-compatible routes, from every layer below, in Polygon's error shape.
+app.register_middleware(polygon_error_shape, "http")
 
 
 @app.middleware("http")

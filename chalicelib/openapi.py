@@ -27,8 +27,10 @@ API_VERSION = "1.0.0"
 API_DESCRIPTION = (
     "Validated OHLCV bars for US stocks, ETFs and crypto, backfilled from Polygon.io. "
     "Authenticate with `Authorization: Bearer <key>`; `read` keys reach market data, the "
-    "symbol list and the status, `admin` keys reach everything. Every error has the body "
-    '`{"error": {"code", "message", "details"?}}`.'
+    "symbol list, the status and the Polygon-compatible routes, `admin` keys reach everything. "
+    'Every error has the body `{"error": {"code", "message", "details"?}}`, except on the '
+    "Polygon-compatible routes (`/v2/aggs/…`, `/v3/reference/…`), which answer in Polygon's "
+    '`{"status": "ERROR", "request_id", "error"}`.'
 )
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
@@ -82,6 +84,9 @@ class Operation(msgspec.Struct, frozen=True):
     errors: tuple[int, ...] = ()
     path_parameters: Mapping[str, str] = msgspec.field(default_factory=dict)
     uses_database: bool = True
+    # The body of this route's errors, when it is not the one error body (the
+    # Polygon-compatible routes answer in Polygon's).
+    error_body: Any = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -175,7 +180,7 @@ def _collect_types(operations: Iterable[Operation]) -> tuple[list[Any], list[tup
     types: list[Any] = [ErrorBody]
     index: list[tuple[int, str]] = [(-1, "error")]
     for number, op in enumerate(operations):
-        for role in ("query", "body", "response"):
+        for role in ("query", "body", "response", "error_body"):
             value = getattr(op, role)
             if value is not None and not isinstance(value, dict):
                 types.append(value)
@@ -228,10 +233,11 @@ def _operation_object(
     if response_schema is not None:
         success["content"] = {"application/json": {"schema": response_schema}}
     responses: dict[str, Any] = {str(op.status): success}
+    error_schema = schemas.get("error_body", schemas_ref("ErrorBody"))
     for status in _error_statuses(op):
         error: dict[str, Any] = {
             "description": ERROR_DESCRIPTIONS.get(status, "Error."),
-            "content": {"application/json": {"schema": schemas_ref("ErrorBody")}},
+            "content": {"application/json": {"schema": error_schema}},
         }
         if status == 429:
             error["headers"] = {

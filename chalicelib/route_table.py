@@ -20,4 +20,8 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/api/v1/symbols": ("GET",),
     "/health": ("GET",),
     "/openapi.json": ("GET",),
+    "/v2/aggs/grouped/locale/global/market/crypto/{date}": ("GET",),
+    "/v2/aggs/grouped/locale/us/market/stocks/{date}": ("GET",),
+    "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}": ("GET",),
+    "/v3/reference/splits": ("GET",),
 }

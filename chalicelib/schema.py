@@ -127,6 +127,7 @@ EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
         "attempts",
         "last_error",
     ),
+    "splits": ("symbol", "execution_date", "split_from", "split_to", "created_at"),
 }
 
 EXPECTED_INDEXES: tuple[str, ...] = (
@@ -145,6 +146,8 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "backfill_state_pkey",
     "backfill_plan_messages_pkey",
     "backfill_plan_messages_planned_at_idx",
+    "splits_pkey",
+    "splits_execution_date_idx",
 )
 
 SELECT_COLUMNS = """

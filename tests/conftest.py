@@ -38,6 +38,7 @@ DATA_TABLES = (
     "backfill_runs",
     "backfill_state",
     "backfill_plan_messages",
+    "splits",
 )
 
 

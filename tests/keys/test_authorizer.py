@@ -239,6 +239,10 @@ def test_the_token_event_of_a_read_key_lists_no_admin_route(client, pinned_db):
         f"{base}/api/v1/symbols",
         f"{base}/health",
         f"{base}/openapi.json",
+        f"{base}/v2/aggs/grouped/locale/global/market/crypto/*",
+        f"{base}/v2/aggs/grouped/locale/us/market/stocks/*",
+        f"{base}/v2/aggs/ticker/*/range/*/*/*/*",
+        f"{base}/v3/reference/splits",
     ]
 
 
