@@ -45,13 +45,15 @@ def route(
     errors: tuple[int, ...] = (),
     path_parameters: Mapping[str, str] | None = None,
     uses_database: bool = True,
+    error_body: Any = None,
 ) -> Callable[[F], F]:
     """Declare the decorated view as `method path`.
 
     `query` and `body` are msgspec models: the request's query string and JSON body are parsed
     into them (a bad one is a 400 before the view runs) and passed as `query=` and `body=`. A
     body that is not `body_required` may be absent; the view then gets the model's defaults.
-    `response`, `status` and `errors` describe the answers for the document.
+    `response`, `status` and `errors` describe the answers for the document; `error_body` is
+    the model of the error answers when the route's errors are not in the one error body.
     """
     op = Operation(
         method=method.upper(),
@@ -68,6 +70,7 @@ def route(
         errors=errors,
         path_parameters=dict(path_parameters or {}),
         uses_database=uses_database,
+        error_body=error_body,
     )
 
     if body is not None and not body_required:

@@ -17,13 +17,9 @@ from chalicelib import db
 from chalicelib.http import (
     JSON_HEADERS,
     json_response,
-    json_view,
-    parse_query,
+    request_id_of,
     restate_framework_error,
 )
-from chalicelib.keys.authorizer import api_key_authorizer
-from chalicelib.keys.middleware import request_id_of
-from chalicelib.openapi import operation
 from chalicelib.polygon_api import service
 from chalicelib.polygon_api.models import (
     AggsQuery,
@@ -34,6 +30,7 @@ from chalicelib.polygon_api.models import (
     SplitsQuery,
     SplitsResponse,
 )
+from chalicelib.routing import route
 
 bp = Blueprint(__name__)
 
@@ -66,8 +63,8 @@ def _json(body: bytes) -> Response:
     return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
 
 
-@bp.route(AGGS_PATH, methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     AGGS_PATH,
     summary="Aggregate bars of any size, as Polygon's /v2/aggs/ticker/…/range/…",
@@ -95,10 +92,8 @@ def _json(body: bytes) -> Response:
         "to": "Last day (YYYY-MM-DD) or instant (Unix ms), inclusive; not before `from`.",
     },
 )
-@json_view
-def aggs(**path: str) -> Response:
+def aggs(*, query: AggsQuery, **path: str) -> Response:
     request = bp.current_request
-    query = parse_query(request.query_params, AggsQuery)
     aggs_request = service.AggsRequest(
         path["ticker"], path["multiplier"], path["timespan"], path["from"], path["to"]
     )
@@ -112,9 +107,8 @@ def aggs(**path: str) -> Response:
     return _json(body)
 
 
-def _grouped(raw_date: str, *, crypto: bool) -> Response:
+def _grouped(raw_date: str, query: GroupedQuery, *, crypto: bool) -> Response:
     request = bp.current_request
-    query = parse_query(request.query_params, GroupedQuery)
     request_id = _request_id(request)
     page = db.read(
         lambda conn: service.grouped_daily(
@@ -131,8 +125,8 @@ _GROUPED_DESCRIPTION = (
 )
 
 
-@bp.route(STOCKS_GROUPED_PATH, methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     STOCKS_GROUPED_PATH,
     summary="Every tracked stock's and ETF's daily bar of one day",
@@ -145,13 +139,12 @@ _GROUPED_DESCRIPTION = (
     errors=(400,),
     path_parameters={"date": "The market date, YYYY-MM-DD."},
 )
-@json_view
-def grouped_stocks(date: str) -> Response:
-    return _grouped(date, crypto=False)
+def grouped_stocks(date: str, *, query: GroupedQuery) -> Response:
+    return _grouped(date, query, crypto=False)
 
 
-@bp.route(CRYPTO_GROUPED_PATH, methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     CRYPTO_GROUPED_PATH,
     summary="Every tracked crypto pair's daily bar of one UTC day",
@@ -164,13 +157,12 @@ def grouped_stocks(date: str) -> Response:
     errors=(400,),
     path_parameters={"date": "The UTC date, YYYY-MM-DD."},
 )
-@json_view
-def grouped_crypto(date: str) -> Response:
-    return _grouped(date, crypto=True)
+def grouped_crypto(date: str, *, query: GroupedQuery) -> Response:
+    return _grouped(date, query, crypto=True)
 
 
-@bp.route(SPLITS_PATH, methods=["GET"], authorizer=api_key_authorizer)
-@operation(
+@route(
+    bp,
     "GET",
     SPLITS_PATH,
     summary="Stock splits the warehouse knows, as Polygon's /v3/reference/splits",
@@ -183,11 +175,9 @@ def grouped_crypto(date: str) -> Response:
     response=SplitsResponse,
     errors=(400,),
 )
-@json_view
-def splits() -> Response:
+def splits(*, query: SplitsQuery) -> Response:
     request = bp.current_request
     params = dict(request.query_params or {})
-    query = parse_query(params, SplitsQuery)
     request_id = _request_id(request)
     origin = _origin(request)
     page = db.read(

@@ -18,9 +18,8 @@ import pytest
 from massive import RESTClient
 from massive.exceptions import BadResponse
 
-from chalicelib import db
+from chalicelib import container, db
 from chalicelib.backfill.service import backfill_one
-from chalicelib.health.service import forget_schema_check
 from chalicelib.polygon import PolygonClient
 from chalicelib.polygon_api import repository
 from devtools.local_server import LocalServer, bind
@@ -71,8 +70,7 @@ class Warehouse:
 @pytest.fixture(scope="module")
 def warehouse(database_url: str) -> Iterator[Warehouse]:
     truncate_data(database_url)
-    db.set_database(None)
-    forget_schema_check()
+    container.reset()
     with db.connect(database_url) as conn, conn.transaction():
         tracked = [make_symbol(conn, s, asset_class=a, timeframes=t) for s, a, t in SYMBOLS]
         key = make_key(conn).raw_key
@@ -112,11 +110,7 @@ def warehouse(database_url: str) -> Iterator[Warehouse]:
         yield Warehouse(f"http://{server.host}:{server.port}", key)
     finally:
         server.stop()
-        source = db.get_database()
-        if isinstance(source, db.Database):
-            source.close()
-        db.set_database(None)
-        forget_schema_check()
+        container.reset()  # closes the pool the server used
         truncate_data(database_url)
 
 
