@@ -8,6 +8,12 @@ condition negated, ...) and runs the module's tests; a mutant the tests do not n
 touched. Mutants equivalent to the original (no test can tell them apart) are listed in
 EQUIVALENT below with the reason, and left out of the score; docs/TESTING.md records the
 scores. Takes minutes per module: not part of CI.
+
+Each mutant costs one run of the module's tests, so the run is kept short: the tests run with
+the `mutate` Hypothesis profile (a few fixed examples, a failure reported as found rather than
+shrunk: tests/conftest.py), one PostgreSQL server serves every run instead of one started per
+run, and a mutant whose tests take several times as long as the unmutated ones counts as killed
+(it loops: a mutant that never ends is a regression the tests detect).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,7 +39,11 @@ TESTS = {
     "chalicelib/backfill/validation.py": ["tests/backfill/test_validation.py"],
     "chalicelib/keys/access.py": ["tests/keys/test_access.py"],
 }
-TIMEOUT_SECONDS = 120
+# A mutant's tests may run this many times as long as the unmutated tests, and at least
+# MIN_TIMEOUT_SECONDS, before the mutant counts as killed: generous, since the machine may be
+# busy, and far below the hour a looping mutant would otherwise hold the run.
+TIMEOUT_FACTOR = 4
+MIN_TIMEOUT_SECONDS = 20
 
 
 def _copy_checkout(target: Path) -> None:
@@ -49,15 +60,21 @@ def _copy_checkout(target: Path) -> None:
             shutil.copy2(source, destination)
 
 
-def _config(module: str, tests: list[str]) -> str:
-    command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
+def _test_command(tests: list[str]) -> str:
+    return (
+        f"{sys.executable} -m pytest -x -q -p no:cacheprovider --hypothesis-profile=mutate "
+        + " ".join(tests)
+    )
+
+
+def _config(module: str, tests: list[str], timeout: float) -> str:
     return "\n".join(
         [
             "[cosmic-ray]",
             f'module-path = "{module}"',
-            f"timeout = {TIMEOUT_SECONDS}",
+            f"timeout = {timeout:.0f}",
             "excluded-modules = []",
-            f'test-command = "{command}"',
+            f'test-command = "{_test_command(tests)}"',
             "",
             "[cosmic-ray.distributor]",
             'name = "local"',
@@ -108,12 +125,23 @@ def main(argv: list[str] | None = None) -> int:
         "--cosmic-ray", dest="bin", required=True, help="folder with the cosmic-ray commands"
     )
     args = parser.parse_args(argv)
-    tools = Path(args.bin)
-    with tempfile.TemporaryDirectory(prefix="mdw-mutate-") as folder:
-        work = Path(folder)
+    tools = Path(args.bin).resolve()  # the commands run in the copy
+    import pgserver  # here, not at the top: importing it warns when no runtime dir is set
+
+    tests = TESTS[args.module]
+    with (
+        tempfile.TemporaryDirectory(prefix="mdw-mutate-") as folder,
+        # One server for the whole run, stopped at its end; each test run creates its
+        # database there (TEST_DATABASE_SERVER_URL, tests/conftest.py).
+        pgserver.get_server(Path(folder) / "pg") as server,
+    ):
+        work = Path(folder) / "checkout"
         _copy_checkout(work)
-        (work / "mutate.toml").write_text(_config(args.module, TESTS[args.module]))
-        env = {**os.environ, "PYTHONPATH": str(work)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(work),
+            "TEST_DATABASE_SERVER_URL": server.get_uri(),
+        }
 
         def run(*command: str) -> str:
             done = subprocess.run(
@@ -121,8 +149,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             return done.stdout
 
+        # The baseline: the unmutated module must pass its tests, and their time sets the
+        # timeout of each mutant's.
+        started = time.monotonic()
+        run(*_test_command(tests).split())
+        baseline = time.monotonic() - started
+        timeout = max(MIN_TIMEOUT_SECONDS, TIMEOUT_FACTOR * baseline)
+        print(f"{args.module}: tests pass unmutated in {baseline:.1f} s; timeout {timeout:.0f} s")
+        (work / "mutate.toml").write_text(_config(args.module, tests, timeout))
         run(str(tools / "cosmic-ray"), "init", "mutate.toml", "session.sqlite")
-        run(str(tools / "cosmic-ray"), "baseline", "mutate.toml")
         run(str(tools / "cosmic-ray"), "exec", "mutate.toml", "session.sqlite")
         mutants = _mutants(
             run(str(tools / "cosmic-ray"), "dump", "session.sqlite"), work / args.module
