@@ -262,14 +262,57 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
             "if ch == quote:",
         ): "one-character strings are one object each in CPython",
         (
+            "core/ReplaceBinaryOperator_Add_FloorDiv",
+            "i = n if end == -1 else end + 1",
+        ): "end // 1 is end: as for Add_Mul",
+        (
+            "core/ReplaceBinaryOperator_Add_BitOr",
+            "i = n if end == -1 else end + 1",
+        ): "end | 1 is end + 1 or end: the newline is read next either way, as whitespace",
+        ("core/NumberReplacer", "i = n if end == -1 else end + 1", 3): (
+            "end + 0: as for Add_Mul"
+        ),
+        (
             "core/ReplaceComparisonOperator_Lt_NotEq",
             "while i < n:",
         ): "no step moves the index past n, so it reaches n exactly",
+        ("core/ReplaceComparisonOperator_Lt_NotEq", "while at < n:"): "as for `while i < n:`",
+        ("core/ReplaceComparisonOperator_Lt_LtE", "while at < n:"): (
+            "at n nothing starts: one more step moves past n, and the end is n either way"
+        ),
         (
             "core/ReplaceComparisonOperator_Eq_GtE",
             'elif ch == "$" and not _continues_word(sql, i) and '
             "(tag := _DOLLAR_TAG.match(sql, i)):",
         ): "the tag pattern itself must match a $ at that position",
+        (
+            "core/ReplaceComparisonOperator_Eq_LtE",
+            'elif ch == "$" and not _continues_word(sql, i) and '
+            "(tag := _DOLLAR_TAG.match(sql, i)):",
+        ): "as for Eq_GtE",
+        ("core/ReplaceComparisonOperator_Eq_LtE", "if depth == 0:"): (
+            "the opening /* raises the depth before any */ lowers it: it never goes below 0"
+        ),
+        ("core/ReplaceComparisonOperator_Gt_NotEq", "return i > 0 and _is_word_char(sql[i - 1])"): (
+            "an index is never negative: > 0 is != 0"
+        ),
+        (
+            "core/ReplaceComparisonOperator_Gt_NotEq",
+            'return quote > 0 and sql[quote - 1] in "Ee" and not _continues_word(sql, quote - 1)',
+        ): "as for _continues_word",
+        (
+            "core/ReplaceComparisonOperator_Lt_NotEq",
+            "if j + 1 < n and sql[j + 1] == quote:",
+        ): "inside the loop j < n, so j + 1 <= n: < n is != n",
+        (
+            "core/ReplaceBinaryOperator_Mul_Div",
+            "def _quoted_end(sql: str, i: int, *, backslash_escapes: bool) -> int:",
+        ): "the keyword-only `*` becomes the positional-only `/`: every call passes sql and i "
+        "by position and backslash_escapes by name",
+        ("core/NumberReplacer", "if j + 1 < n and sql[j + 1] == quote:", 0): (
+            "j + 2 < n misses only a doubled quote as the last two characters: closing at the "
+            "first and reopening at the second runs to the end of the text just as well"
+        ),
     },
     "chalicelib/marketdata/cursor.py": {
         (

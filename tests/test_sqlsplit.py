@@ -191,3 +191,50 @@ def test_postgresql_reads_the_statements_the_splitter_finds(oracle, statements, 
 )
 def test_boundaries_of_quotes_and_comments(sql, expected):
     assert split_statements(sql) == expected
+
+
+# Each of these splits as PostgreSQL reads it (the oracle checks), and each tells apart a
+# near-miss of the splitter that the random scripts rarely reach.
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # A doubled quote late in an escape string: the \' after it is still escaped.
+        pytest.param(r"SELECT E'x''\';'", [r"SELECT E'x''\';'"], id="e-doubled-late"),
+        # `name'…'` at an even index: the e belongs to the type name, not an E'' prefix.
+        pytest.param(
+            r"SELECT  name'a\'; SELECT 2", [r"SELECT  name'a\'", "SELECT 2"], id="typed-even"
+        ),
+        # `/*/` opens a comment and does not close it.
+        pytest.param(
+            "SELECT 1 /*/ ; SELECT 2 */; SELECT 3",
+            ["SELECT 1 /*/ ; SELECT 2 */", "SELECT 3"],
+            id="slash-star-slash",
+        ),
+        pytest.param(
+            "SELECT 1 /* c */; SELECT 2",
+            ["SELECT 1 /* c */", "SELECT 2"],
+            id="semicolon-after-comment",
+        ),
+        # A quoted identifier has no backslash escapes.
+        pytest.param(
+            'SELECT 1 AS "a\\"; SELECT 2',
+            ['SELECT 1 AS "a\\"', "SELECT 2"],
+            id="identifier-backslash",
+        ),
+    ],
+)
+def test_postgresql_splits_the_near_misses_alike(oracle, sql, expected):
+    pieces = split_statements(sql)
+    one_by_one = [oracle.execute(piece).fetchone()[0] for piece in pieces]
+    cursor = oracle.execute(sql)
+    whole = [cursor.fetchone()[0]]
+    while cursor.nextset():
+        whole.append(cursor.fetchone()[0])
+
+    assert pieces == expected
+    assert whole == one_by_one
+
+
+def test_a_dollar_at_the_second_character_continues_the_word_before_it():
+    # `a$b$` is one identifier: no dollar quote opens at index 1.
+    assert split_statements("a$b$; SELECT 1 AS c$b$") == ["a$b$", "SELECT 1 AS c$b$"]
