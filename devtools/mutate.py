@@ -287,6 +287,10 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
         ): "the tag pattern itself must match a $ at that position",
         (
             "core/ReplaceComparisonOperator_Eq_LtE",
+            "i = n if end == -1 else end + len(tag.group(0))",
+        ): "find returns -1 or an index: <= -1 is == -1",
+        (
+            "core/ReplaceComparisonOperator_Eq_LtE",
             'elif ch == "$" and not _continues_word(sql, i) and '
             "(tag := _DOLLAR_TAG.match(sql, i)):",
         ): "as for Eq_GtE",
