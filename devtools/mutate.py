@@ -308,6 +308,9 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
             "core/ReplaceComparisonOperator_Lt_NotEq",
             "if j + 1 < n and sql[j + 1] == quote:",
         ): "inside the loop j < n, so j + 1 <= n: < n is != n",
+        ("core/ReplaceComparisonOperator_Eq_Is", "if j + 1 < n and sql[j + 1] == quote:"): (
+            "as for `if ch == quote:`"
+        ),
         (
             "core/ReplaceBinaryOperator_Mul_Div",
             "def _quoted_end(sql: str, i: int, *, backslash_escapes: bool) -> int:",
