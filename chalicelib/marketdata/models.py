@@ -161,11 +161,18 @@ class SymbolCounts(msgspec.Struct, frozen=True):
 
 
 class PipelineStatus(msgspec.Struct, frozen=True):
-    """`GET /api/v1/status`: how current and how clean the warehouse is."""
+    """`GET /api/v1/status`: how current and how clean the warehouse is. The bar counts are
+    kept per (symbol, timeframe) as bars are written, so the call costs the same however many
+    bars are stored."""
 
     symbols: SymbolCounts
     stalest_symbol: StalestSymbolOut | None
     last_run: BackfillRunOut | None
-    bars: int
-    validated_bars: int
-    validation_rate: float | None
+    bars: Annotated[int, Meta(description="Bars stored, of every symbol and timeframe.")]
+    validated_bars: Annotated[
+        int, Meta(description="Of those, the bars that passed validation (no severe flag).")
+    ]
+    validation_rate: Annotated[
+        float | None,
+        Meta(description="validated_bars / bars, to 6 decimals; null while no bar is stored."),
+    ]

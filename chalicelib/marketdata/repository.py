@@ -101,7 +101,11 @@ ORDER BY id DESC
 LIMIT 1
 """
 
-COUNT_BARS = "SELECT count(*), count(*) FILTER (WHERE validated) FROM bars"
+# One row per (symbol, timeframe), kept exact by triggers on bars (migration 0007): the status
+# endpoint reads as many rows as there are units, however many bars they hold.
+COUNT_BARS = """
+SELECT coalesce(sum(bars), 0)::bigint, coalesce(sum(validated_bars), 0)::bigint FROM bar_counts
+"""
 
 
 def get_bars_page(
@@ -166,7 +170,7 @@ def get_last_run(conn: Connection) -> BackfillRunRow | None:
 
 
 def count_bars(conn: Connection) -> tuple[int, int]:
-    """(all bars, validated bars)."""
+    """(all bars, validated bars), from the per-unit counts."""
     row = conn.execute(COUNT_BARS).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
