@@ -92,6 +92,8 @@ class Operation(msgspec.Struct, frozen=True):
 
 
 _registry: dict[tuple[str, str], Operation] = {}
+# Routes the app serves that are not part of the API (the HTML pages and their files).
+_unlisted: set[tuple[str, str]] = set()
 
 
 def declare(*operations: Operation) -> None:
@@ -101,6 +103,12 @@ def declare(*operations: Operation) -> None:
         if existing is not None and existing != op:
             raise ValueError(f"{op.method} {op.path} is declared twice")
         _registry[op.key] = op
+
+
+def declare_unlisted(method: str, path: str) -> None:
+    """Record a served route the document deliberately leaves out: a page for people, not an
+    operation of the API."""
+    _unlisted.add((method.upper(), path))
 
 
 def operation(method: str, path: str, **details: Any) -> Callable[[F], F]:
@@ -124,7 +132,13 @@ def served_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, st
 
 def undeclared_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
     """Routes the app serves that no module declared: each one a gap in the document."""
-    return [key for key in served_routes(routes) if key not in _registry]
+    return [
+        key for key in served_routes(routes) if key not in _registry and key not in _unlisted
+    ]
+
+
+def unlisted_routes() -> frozenset[tuple[str, str]]:
+    return frozenset(_unlisted)
 
 
 def build_document(

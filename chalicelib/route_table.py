@@ -18,6 +18,10 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/api/v1/historical/{symbol}": ("GET",),
     "/api/v1/status": ("GET",),
     "/api/v1/symbols": ("GET",),
+    "/console": ("GET",),
+    "/docs": ("GET",),
     "/health": ("GET",),
     "/openapi.json": ("GET",),
+    "/static/vendor/{name}": ("GET",),
+    "/static/{name}": ("GET",),
 }
