@@ -132,9 +132,7 @@ def served_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, st
 
 def undeclared_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
     """Routes the app serves that no module declared: each one a gap in the document."""
-    return [
-        key for key in served_routes(routes) if key not in _registry and key not in _unlisted
-    ]
+    return [key for key in served_routes(routes) if key not in _registry and key not in _unlisted]
 
 
 def unlisted_routes() -> frozenset[tuple[str, str]]:

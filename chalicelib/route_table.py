@@ -18,6 +18,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/api/v1/historical/{symbol}": ("GET",),
     "/api/v1/status": ("GET",),
     "/api/v1/symbols": ("GET",),
+    "/api/v1/symbols/{symbol}": ("GET",),
     "/console": ("GET",),
     "/docs": ("GET",),
     "/health": ("GET",),

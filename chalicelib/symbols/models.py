@@ -8,14 +8,20 @@ the backfill all go through it, so one symbol can never be stored under two spel
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
 from chalicelib.errors import BadRequest
-from chalicelib.marketdata.models import DEFAULT_TIMEFRAMES, TIMEFRAMES, Timeframe, UtcDateTime
+from chalicelib.marketdata.models import (
+    DEFAULT_TIMEFRAMES,
+    TIMEFRAMES,
+    SymbolSummary,
+    Timeframe,
+    UtcDateTime,
+)
 
 ASSET_CLASSES = ("stock", "etf", "crypto")
 AssetClass = Literal["stock", "etf", "crypto"]
@@ -209,13 +215,15 @@ class TimeframeStats(msgspec.Struct, frozen=True):
     """Quality of one timeframe's stored bars.
 
     `validation_rate` is validated / all (null with no bars); `gaps_detected` counts expected
-    daily sessions inside the stored range with no `1d` bar, so it is null for other timeframes.
+    daily sessions inside the stored range with no `1d` bar, and `missing_sessions` lists them
+    (oldest first), so both are null for other timeframes.
     """
 
     record_count: int
     date_range: DateRange
     validation_rate: float | None
     gaps_detected: int | None
+    missing_sessions: list[date] | None = None
 
 
 class SymbolOut(msgspec.Struct, frozen=True):
@@ -248,6 +256,13 @@ class SymbolOut(msgspec.Struct, frozen=True):
 
 class SymbolDetail(SymbolOut, frozen=True):
     """A tracked symbol with statistics per timeframe (tracked or holding bars)."""
+
+    stats: dict[str, TimeframeStats] = msgspec.field(default_factory=dict)
+
+
+class SymbolSummaryDetail(SymbolSummary, frozen=True):
+    """An active symbol as readers see it, with the statistics of each timeframe (tracked or
+    holding bars)."""
 
     stats: dict[str, TimeframeStats] = msgspec.field(default_factory=dict)
 
