@@ -47,6 +47,8 @@ PACKAGES = (
         {
             "dist/lightweight-charts.standalone.production.js": "lightweight-charts.js",
             "LICENSE": "lightweight-charts.LICENSE.txt",
+            # Its licence section asks for the attribution the symbol page shows under the chart.
+            "README.md": "lightweight-charts.README.md",
         },
     ),
 )

@@ -416,9 +416,13 @@
     var status = el("div", { id: "chart-status" });
     var chartBox = el("div", { class: "chart", id: "chart" });
     var hover = el("div", { class: "hover mono", id: "chart-hover", text: "Point at a bar for its values and flags." });
+    var attribution = el("p", { class: "muted attribution" }, [
+      "Charts: TradingView Lightweight Charts™, Copyright © 2025 TradingView, Inc., ",
+      el("a", { href: "https://www.tradingview.com/", rel: "noopener noreferrer", target: "_blank", text: "tradingview.com" }),
+    ]);
     var flagged = el("section", { id: "flagged-box" });
     var gaps = el("section", { id: "gaps-box" });
-    view.append(heading, tabs, stats, status, chartBox, hover, el("div", { class: "columns" }, [flagged, gaps]));
+    view.append(heading, tabs, stats, status, chartBox, attribution, hover, el("div", { class: "columns" }, [flagged, gaps]));
 
     api("GET", "api/v1/symbols/" + encodeURIComponent(symbol)).then(
       function (answer) {
@@ -494,7 +498,9 @@
     var intraday = timeframe !== "1d" && timeframe !== "1w";
     var chart = charts.createChart(box, {
       autoSize: true,
-      layout: { background: { color: "#ffffff" }, textColor: "#1d2733" },
+      // The logo injects an inline <style>, which the page's CSP refuses; the attribution the
+      // library's licence asks for is the link under the chart instead.
+      layout: { background: { color: "#ffffff" }, textColor: "#1d2733", attributionLogo: false },
       grid: { vertLines: { color: "#eef2f6" }, horzLines: { color: "#eef2f6" } },
       timeScale: { timeVisible: intraday, secondsVisible: false },
       rightPriceScale: { scaleMargins: { top: 0.06, bottom: 0.26 } },
@@ -676,6 +682,14 @@
                 chart.timeScale().setVisibleLogicalRange({ from: index - 40, to: index + 20 });
                 chart.setCrosshairPosition(bar.high, time, candles);
                 showBar(bar);
+                // Where the bar is once the chart has moved, for pointing at it (the browser tests
+                // hover there).
+                box.removeAttribute("data-focus-x");
+                requestAnimationFrame(function () {
+                  requestAnimationFrame(function () {
+                    box.setAttribute("data-focus-x", String(chart.timeScale().timeToCoordinate(time)));
+                  });
+                });
               },
             })]),
           ]);
