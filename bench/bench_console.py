@@ -78,6 +78,9 @@ def _kb(size: int) -> str:
 
 
 def run() -> str:
+    if not Path(CHROMIUM).exists():
+        missing = f"no chromium at {CHROMIUM} (apt-get install chromium)"
+        return f"## Console first load\n\nNot run: {missing}."
     from playwright.sync_api import sync_playwright
 
     from tests.test_launcher import Launch, launcher_env
