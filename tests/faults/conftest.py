@@ -89,6 +89,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/admin/symbols/{symbol}"): {"active": True},
 }
 QUERIES = {"/api/v1/historical/{symbol}": "?timeframe=1d&start=2025-01-01&end=2025-01-31"}
+# The pages' files: served whatever the database does.
+FILES = {"/static/{name}": "console.js", "/static/vendor/{name}": "lightweight-charts.js"}
 
 
 class RouteCall(msgspec.Struct, frozen=True):
@@ -102,6 +104,7 @@ def every_route(seed: Seed) -> list[RouteCall]:
     calls = []
     for route, methods in sorted(ROUTES.items()):
         path = route.replace("{key_id}", str(seed.victim_key_id)).replace("{symbol}", "AAPL")
+        path = path.replace("{name}", FILES.get(route, ""))
         path += QUERIES.get(route, "")
         for method in methods:
             calls.append(RouteCall(method, route, path, BODIES.get((method, route))))
