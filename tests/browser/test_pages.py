@@ -180,8 +180,9 @@ def test_a_401_returns_to_the_key_prompt(tab: Tab, server: Server) -> None:
 
 
 def test_the_overview_grid_shows_each_timeframes_backfill(tab: Tab, server: Server) -> None:
-    sign_in(tab, server.admin_key, expect="admin")
     page = tab.page
+    page.clock.install()  # the refresh timer, moved on below without waiting for it
+    sign_in(tab, server.admin_key, expect="admin")
     page.wait_for_selector("#overview-grid")
     _, listing = server.api.call("GET", "/api/v1/symbols", server.admin_key)
     _, status = server.api.call("GET", "/api/v1/status", server.admin_key)
@@ -202,6 +203,23 @@ def test_the_overview_grid_shows_each_timeframes_backfill(tab: Tab, server: Serv
     assert page.locator("#card-symbols .big").inner_text() == str(status["symbols"]["total"])
     assert page.locator("#card-stalest .big").inner_text() == status["stalest_symbol"]["symbol"]
     screenshot(tab, "console-overview")
+
+    # A symbol tracked meanwhile appears, pending, at the next refresh, without a reload.
+    added, body = server.api.call(
+        "POST",
+        "/api/v1/admin/symbols",
+        server.admin_key,
+        {"symbol": "IBM", "asset_class": "stock", "timeframes": ["1d", "1h"]},
+    )
+    assert added == 201, body
+    assert ("IBM", "1h") not in cells
+    try:
+        page.evaluate("() => { window.notReloaded = true; }")
+        page.clock.run_for(16_000)
+        page.locator("#overview-grid td[data-symbol='IBM'][data-timeframe='1h']").wait_for()
+        assert page.evaluate("() => window.notReloaded") is True
+    finally:
+        server.api.call("DELETE", "/api/v1/admin/symbols/IBM", server.admin_key)
 
 
 def flagged_bar(server: Server, symbol: str, last_day: str) -> dict[str, Any]:
