@@ -446,6 +446,16 @@
           errorInto(status, new ApiError(0, "", timeframe + " is not tracked for " + detail.symbol + "."));
           return;
         }
+        var timeframeStats = (detail.stats || {})[timeframe];
+        if (!timeframeStats || !timeframeStats.record_count) {
+          var backfill = (detail.backfill || {})[timeframe] || { status: "pending" };
+          status.appendChild(el("p", {
+            class: "muted",
+            id: "no-bars",
+            text: "No " + timeframe + " bars stored yet; its backfill is " + (STATUS_LABELS[backfill.status] || backfill.status) + ".",
+          }));
+          return;
+        }
         drawChart(token, detail, timeframe, chartBox, status, hover, flagged);
       },
       function (error) {
