@@ -222,6 +222,37 @@ def test_the_overview_grid_shows_each_timeframes_backfill(tab: Tab, server: Serv
         server.api.call("DELETE", "/api/v1/admin/symbols/IBM", server.admin_key)
 
 
+def test_a_failed_backfill_shows_its_error_as_text(tab: Tab, server: Server) -> None:
+    # The simulator's backfills succeed, so the API's answer is altered on its way to the page:
+    # one timeframe failed, with an error holding markup and a control character.
+    error = '<img src=x onerror="alert(4)"> provider refused\u0007'
+    failed: dict[str, str] = {}
+
+    def with_a_failure(route: Any) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        symbol = body["symbols"][0]
+        failed.update(symbol=symbol["symbol"], timeframe=symbol["timeframes"][0])
+        symbol["backfill"][failed["timeframe"]] = {
+            "status": "failed",
+            "last_backfill": None,
+            "last_error": error,
+        }
+        route.fulfill(response=answer, json=body)
+
+    tab.page.route("**/api/v1/symbols", with_a_failure)
+    sign_in(tab, server.admin_key, expect="admin")
+
+    cell = tab.page.locator("#overview-grid td[data-status='failed']")
+    cell.wait_for()
+    tab.page.unroute("**/api/v1/symbols")
+    assert cell.count() == 1
+    assert cell.get_attribute("data-symbol") == failed["symbol"]
+    assert cell.get_attribute("data-timeframe") == failed["timeframe"]
+    assert cell.inner_text() == "failed\n" + error.replace("\u0007", "\\u0007")
+    assert tab.page.locator("#view img").count() == 0
+
+
 def flagged_bar(server: Server, symbol: str, last_day: str) -> dict[str, Any]:
     """The newest flagged daily bar within the chart's first window (a year back)."""
     start = f"{int(last_day[:4]) - 1}{last_day[4:10]}"
