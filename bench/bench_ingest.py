@@ -197,7 +197,7 @@ def _full_rows(symbol: str, bars: list[PolygonBar], masks: list[int]) -> list[tu
 
 def run() -> str:
     bars = synthetic_bars(BARS)
-    thresholds = Thresholds()
+    thresholds = Thresholds.default()
     validation_seconds = _timed(
         lambda: validate_bars(bars, timeframe="1m", asset_class="crypto", thresholds=thresholds)
     )

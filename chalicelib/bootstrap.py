@@ -13,6 +13,7 @@ import psycopg
 from chalicelib.errors import MigrationError
 from chalicelib.keys import repository as keys_repository
 from chalicelib.keys import service as keys_service
+from chalicelib.market.timeframes import DEFAULT_TIMEFRAMES
 from chalicelib.migrations import run_migrations
 from chalicelib.schema import verify_schema
 from chalicelib.symbols import repository as symbols_repository
@@ -36,7 +37,6 @@ CORE_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("XRP", "crypto"),
     ("DOGE", "crypto"),
 )
-DEFAULT_TIMEFRAMES = ["1d"]
 
 
 @dataclass(slots=True)
@@ -79,7 +79,7 @@ def bootstrap(
             summary.admin_key_name = name
     with conn.transaction():
         summary.symbols_seeded = symbols_repository.insert_symbols_if_absent(
-            conn, list(CORE_SYMBOLS), timeframes=DEFAULT_TIMEFRAMES
+            conn, list(CORE_SYMBOLS), timeframes=list(DEFAULT_TIMEFRAMES)
         )
     return summary
 

@@ -37,13 +37,6 @@ def domain_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _connect() -> db.Connection:
-    settings = get_settings()
-    return db.connect(
-        db.resolve_database_url(settings), connect_timeout=settings.connect_timeout_seconds
-    )
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """mdw: Market Data Warehouse operations.
@@ -109,7 +102,7 @@ def db_status() -> None:
     """Show applied and pending migrations."""
     from chalicelib.migrations import get_migration_history, pending_migrations
 
-    with _connect() as conn:
+    with db.command_session() as conn:
         history = get_migration_history(conn)
         pending = pending_migrations(conn)
     for applied in history:
@@ -130,7 +123,7 @@ def db_verify(as_json: bool) -> None:
     """Check that every table, column and index the code expects exists."""
     from chalicelib.schema import verify_schema
 
-    with _connect() as conn:
+    with db.command_session() as conn:
         report = verify_schema(conn)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
@@ -149,7 +142,7 @@ def bootstrap_command(new_admin_key: bool) -> None:
     """Migrate, verify, create the first admin key and seed the core symbols."""
     from chalicelib.bootstrap import bootstrap
 
-    with _connect() as conn:
+    with db.command_session() as conn:
         summary = bootstrap(
             conn, new_admin_key=new_admin_key, migration_options=jobs.migration_options()
         )

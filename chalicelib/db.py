@@ -190,6 +190,16 @@ class SessionLimits(msgspec.Struct, frozen=True):
             keepalives_count=settings.keepalives_count,
         )
 
+    @classmethod
+    def for_migrations(cls, settings: Settings) -> SessionLimits:
+        """The migration runner's own, longer, statement and lock timeouts (it sets them on
+        the session too), and the same answer deadline and TCP bounds above them."""
+        return msgspec.structs.replace(
+            cls.from_settings(settings),
+            statement_timeout_ms=settings.migration_statement_timeout_ms,
+            lock_timeout_ms=settings.migration_lock_timeout_ms,
+        )
+
     @property
     def reply_timeout_seconds(self) -> float:
         return self.statement_timeout_ms / 1000 + _REPLY_MARGIN_SECONDS
@@ -511,6 +521,25 @@ def resolve_database_url(settings: Settings) -> str:
             "no database configured: set DATABASE_URL or DATABASE_SECRET_ARN for this function"
         )
     return embedded_server_url(settings.data_dir)
+
+
+@contextmanager
+def command_session(
+    settings: Settings | None = None, *, limits: SessionLimits | None = None
+) -> Iterator[Connection]:
+    """A connection of its own for a command (the CLI, the migration job), with the pool's
+    bounds unless `limits` says otherwise, closed at the end. A frozen or unreachable database
+    ends the command with DatabaseUnavailable (a message, not a traceback) instead of hanging
+    it."""
+    settings = settings or get_settings()
+    conninfo = resolve_database_url(settings)
+    conn = connect(
+        conninfo,
+        connect_timeout=settings.connect_timeout_seconds,
+        limits=limits or SessionLimits.from_settings(settings),
+    )
+    with conn, _translated(conn, conninfo):
+        yield conn
 
 
 def _secret_rereader(settings: Settings) -> Callable[[], str] | None:

@@ -1,8 +1,12 @@
 """Domain errors. Each carries the HTTP status it renders as; `http.error_response` renders
-all of them into the one error body, and the CLI turns them into one-line messages."""
+all of them into the one error body, and the CLI turns them into one-line messages.
+`describe_error` is the one line a job (a backfill unit, a queue message) records and logs for
+any exception."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 DATABASE_UNAVAILABLE = "the database is unavailable; retry shortly"
@@ -100,3 +104,47 @@ class MigrationError(AppError):
 
     status = 500
     code = "migration_error"
+
+
+class ProviderError(Exception):
+    """A call to the market data provider failed. Not an AppError: what it means (a 503 when
+    an operator adds a symbol, a failed unit in a backfill) is for the caller to say."""
+
+
+_MAX_DESCRIPTION_LENGTH = 500
+_SECRET_PARAMETER = re.compile(r"(?i)(api_?key|token|secret|password)=[^&\s'\"]+")
+_BEARER = re.compile(r"(?i)bearer\s+[^\s'\"]+")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def describe_error(exc: BaseException, *, redact: Callable[[str], str] | None = None) -> str:
+    """One readable line for a failure, stored and shown to operators: never a secret, a
+    traceback or an unbounded provider body. `redact` masks the secrets the caller knows of
+    (the provider client's key); anything shaped like a credential is masked as well."""
+    if isinstance(exc, ProviderError):
+        text = f"provider: {exc}"
+    elif isinstance(exc, AppError):
+        text = exc.message
+    elif _is_database_error(exc):
+        text = f"database: {_first_line(exc)}"
+    else:
+        text = f"{type(exc).__name__}: {_first_line(exc)}"
+    if redact is not None:
+        text = redact(text)
+    text = _SECRET_PARAMETER.sub(lambda match: f"{match.group(1)}=***", text)
+    text = _BEARER.sub("Bearer ***", text)
+    text = _WHITESPACE.sub(" ", text).strip()
+    if len(text) > _MAX_DESCRIPTION_LENGTH:
+        text = text[: _MAX_DESCRIPTION_LENGTH - 1] + "…"
+    return text
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    import psycopg  # here: the error classes above are imported by code that needs no driver
+
+    return isinstance(exc, psycopg.Error)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no details"

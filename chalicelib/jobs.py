@@ -12,8 +12,8 @@ from chalicelib.migrations import MigrationSummary, run_migrations
 def migrate(*, dry_run: bool = False) -> MigrationSummary:
     """Apply pending migrations on a dedicated connection (the advisory lock is per session)."""
     settings = get_settings()
-    url = db.resolve_database_url(settings)
-    with db.connect(url, connect_timeout=settings.connect_timeout_seconds) as conn:
+    limits = db.SessionLimits.for_migrations(settings)
+    with db.command_session(settings, limits=limits) as conn:
         return run_migrations(conn, dry_run=dry_run, **migration_options())
 
 

@@ -20,12 +20,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import msgspec
 
-from chalicelib.errors import ConfigError
+from chalicelib.errors import ConfigError, ProviderError
+from chalicelib.market.tickers import Market
 
 if TYPE_CHECKING:
     import requests
@@ -42,11 +43,7 @@ __all__ = [
     "PolygonNotAuthorized",
     "PolygonUnavailable",
     "Split",
-    "provider_ticker",
-    "symbol_from_provider_ticker",
 ]
-
-Market = Literal["stocks", "crypto"]
 
 TIMESPANS: frozenset[str] = frozenset(
     {"second", "minute", "hour", "day", "week", "month", "quarter", "year"}
@@ -55,14 +52,13 @@ MAX_AGGREGATES_LIMIT = 50_000
 SPLITS_PAGE_LIMIT = 1_000
 ACCEPTED_STATUSES = frozenset({"OK", "DELAYED"})
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-_CRYPTO_QUOTE = "USD"
 
 
 # ----------------------------------------------------------------------------------------------
 # Errors
 
 
-class PolygonError(Exception):
+class PolygonError(ProviderError):
     """A Polygon request failed. `path` is the request path (no host, no query: never a key)
     and `status` the HTTP status, when there was a response."""
 
@@ -179,29 +175,6 @@ PageT = TypeVar("PageT", bound=_Page)
 
 
 # ----------------------------------------------------------------------------------------------
-# Tickers
-
-
-def provider_ticker(symbol: str, asset_class: str) -> str:
-    """The ticker Polygon knows a tracked symbol by: crypto "BTC", "BTC-USD" or "X:BTCUSD" is
-    "X:BTCUSD"; stocks and ETFs are unchanged ("BRK.B")."""
-    if asset_class != "crypto":
-        return symbol
-    normalized = symbol.strip().upper()
-    if normalized.startswith("X:"):
-        return normalized
-    base = normalized.removesuffix(f"-{_CRYPTO_QUOTE}").removesuffix(f"/{_CRYPTO_QUOTE}")
-    return f"X:{base}{_CRYPTO_QUOTE}"
-
-
-def symbol_from_provider_ticker(ticker: str) -> str:
-    """The tracked symbol for a Polygon ticker: "X:BTCUSD" is "BTC"; stocks are unchanged."""
-    if ticker.startswith("X:") and ticker.endswith(_CRYPTO_QUOTE):
-        return ticker[2 : -len(_CRYPTO_QUOTE)]
-    return ticker
-
-
-# ----------------------------------------------------------------------------------------------
 # The client
 
 
@@ -215,8 +188,6 @@ class PolygonClient:
     Lambda never sleeps past its own timeout on the server's word). `sleep` and `clock` are
     injectable so that tests of retries and pacing take no time.
     """
-
-    provider_ticker = staticmethod(provider_ticker)
 
     def __init__(
         self,
@@ -414,11 +385,11 @@ class PolygonClient:
             page = msgspec.json.decode(body, type=shape)
         except msgspec.DecodeError as exc:
             raise PolygonBadResponse(
-                f"GET {path}: unreadable answer ({self._redact(str(exc))})", path=path, status=200
+                f"GET {path}: unreadable answer ({self.redact(str(exc))})", path=path, status=200
             ) from None
         if page.status is not None and page.status not in ACCEPTED_STATUSES:
             raise PolygonBadResponse(
-                f"GET {path}: status {self._redact(page.status)!r}", path=path, status=200
+                f"GET {path}: status {self.redact(page.status)!r}", path=path, status=200
             )
         return page
 
@@ -514,9 +485,10 @@ class PolygonClient:
         text = body.get("error") or body.get("message")
         if not isinstance(text, str) or not text:
             return ""
-        return f": {self._redact(text)[:200]}"
+        return f": {self.redact(text)[:200]}"
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
+        """`text` with this client's key, and any `apiKey=` query value, masked."""
         text = text.replace(self._api_key, "***")
         return _API_KEY_PARAM.sub(r"\1***", text)
 

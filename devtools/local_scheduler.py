@@ -21,7 +21,7 @@ from typing import Any
 
 from chalicelib.config import get_settings
 from chalicelib.errors import AppError
-from chalicelib.ops.models import Market
+from chalicelib.market.tickers import Market
 from chalicelib.ops.observability import log_event
 
 MARKETS: tuple[Market, ...] = ("stocks", "crypto")

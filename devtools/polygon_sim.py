@@ -61,7 +61,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import msgspec
 
-from chalicelib.backfill.calendar import NEW_YORK, is_trading_day, session_bounds_utc
+from chalicelib.market.calendar import NEW_YORK, is_trading_day, session_bounds_utc
 
 FaultKind = Literal[
     "rate_limit",  # 429; option retry_after (seconds, default 1; None sends no Retry-After)

@@ -36,10 +36,9 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from chalicelib import db, jobs
-from chalicelib.backfill import repository as backfill_repository
 from chalicelib.backfill.cli import backfill_with_progress, summary_lines
 from chalicelib.backfill.models import BackfillResult
-from chalicelib.backfill.service import plan_backfill
+from chalicelib.backfill.service import plan_units
 from chalicelib.bootstrap import CORE_SYMBOLS, bootstrap
 from chalicelib.config import PROJECT_ROOT, get_settings
 from chalicelib.errors import AppError
@@ -316,17 +315,11 @@ def first_backfill(url: str) -> list[BackfillResult]:
     try:
         with source.connection() as conn:
             core = {symbol for symbol, _ in CORE_SYMBOLS}
-            active_core = [
-                row.symbol
-                for row in backfill_repository.list_active_symbols(conn)
-                if row.symbol in core
-            ]
             midnight = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC)
-            units = (
-                plan_backfill(conn, symbols=active_core, fresh_since=midnight)
-                if active_core
-                else []
-            )
+            # Every active symbol's units, less those completed today; only the core ones.
+            units = [
+                unit for unit in plan_units(conn, fresh_since=midnight) if unit.symbol in core
+            ]
         if not units:
             print("backfill: the core symbols are up to date")
             return []

@@ -286,6 +286,37 @@ TCP_PARAMETERS = (
 )
 
 
+def test_a_command_session_carries_the_settings_bounds_and_migrations_their_own(database_url):
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "DATABASE_STATEMENT_TIMEOUT_MS": "2500",
+            "DATABASE_LOCK_TIMEOUT_MS": "700",
+            "MIGRATION_STATEMENT_TIMEOUT_MS": "90000",
+            "MIGRATION_LOCK_TIMEOUT_MS": "4000",
+        }
+    )
+    migration_limits = db.SessionLimits.for_migrations(settings)
+
+    def bounds(session_limits: db.SessionLimits | None) -> tuple[object, ...]:
+        with db.command_session(settings, limits=session_limits) as conn:
+            shown = tuple(
+                conn.execute(f"SHOW {name}").fetchone()[0]
+                for name in ("statement_timeout", "lock_timeout")
+            )
+            return shown, conn.reply_timeout, conn.info.get_parameters()["tcp_user_timeout"]
+
+    assert bounds(None) == (("2500ms", "700ms"), 3.5, "10000")
+    assert bounds(migration_limits) == (("90s", "4s"), 91.0, "10000")
+
+
+def test_a_command_session_closes_its_connection_and_speaks_in_app_errors(database_url):
+    settings = Settings.from_env({"DATABASE_URL": database_url})
+    with pytest.raises(db.DatabaseUnavailable), db.command_session(settings) as conn:
+        conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    assert conn.closed
+
+
 def test_the_settings_are_the_defaults_of_every_container_database(database_url, set_env):
     set_env(DATABASE_STATEMENT_TIMEOUT_MS="2500", DATABASE_LOCK_TIMEOUT_MS="700")
     db.set_database(None)
@@ -511,7 +542,11 @@ def test_a_deadlock_is_retried_until_both_transactions_commit(scratch):
         thread.join()
 
     assert errors == []
-    assert sorted(attempts.values()) == [1, 2]  # the deadlock's victim ran again
+    # The deadlock's victim ran again. Its rerun can meet the other transaction once more (its
+    # first UPDATE may take the row before the survivor's waiting one does), so a second
+    # deadlock, and a third attempt of either, is possible too: the retries are bounded, not one.
+    assert sum(attempts.values()) >= 3
+    # Whatever the number of attempts, each transfer was applied exactly once.
     assert rows(scratch) == [(1, 2), (2, 2)]
 
 

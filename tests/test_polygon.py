@@ -14,6 +14,7 @@ import requests
 
 from chalicelib.config import Settings
 from chalicelib.errors import ConfigError
+from chalicelib.market.tickers import provider_ticker
 from chalicelib.polygon import (
     GroupedBar,
     PolygonAuthError,
@@ -24,8 +25,6 @@ from chalicelib.polygon import (
     PolygonNotAuthorized,
     PolygonUnavailable,
     Split,
-    provider_ticker,
-    symbol_from_provider_ticker,
 )
 from devtools.polygon_sim import PolygonSimulator
 
@@ -128,27 +127,6 @@ def test_crypto_is_fetched_as_the_x_usd_pair(sim: PolygonSimulator, client: Poly
     [sent] = sim.requests
     assert sent.target.startswith("/v2/aggs/ticker/X:BTCUSD/range/1/day/2024-07-06/2024-07-07?")
     assert [bar.t for bar in bars] == [1720224000000, 1720310400000]  # Sat and Sun, 00:00 UTC
-
-
-@pytest.mark.parametrize(
-    ("symbol", "asset_class", "expected"),
-    [
-        ("BTC", "crypto", "X:BTCUSD"),
-        ("BTC-USD", "crypto", "X:BTCUSD"),
-        ("eth", "crypto", "X:ETHUSD"),
-        ("X:SOLUSD", "crypto", "X:SOLUSD"),
-        ("BRK.B", "stock", "BRK.B"),
-        ("SPY", "etf", "SPY"),
-    ],
-)
-def test_provider_ticker(symbol: str, asset_class: str, expected: str) -> None:
-    assert provider_ticker(symbol, asset_class) == expected
-    assert PolygonClient.provider_ticker(symbol, asset_class) == expected
-
-
-def test_symbol_from_provider_ticker() -> None:
-    assert symbol_from_provider_ticker("X:BTCUSD") == "BTC"
-    assert symbol_from_provider_ticker("BRK.B") == "BRK.B"
 
 
 def test_arguments_are_checked_before_any_request(

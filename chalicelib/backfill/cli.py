@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from chalicelib.errors import AppError
-from chalicelib.marketdata.models import TIMEFRAMES
+from chalicelib.market.timeframes import TIMEFRAMES
 
 if TYPE_CHECKING:
     from chalicelib.backfill.models import BackfillResult, BackfillUnit
+    from chalicelib.backfill.sources import BarSource
     from chalicelib.db import ConnectionSource
-    from chalicelib.polygon import PolygonClient
 
 _ERROR_WIDTH = 60
 
@@ -69,7 +69,7 @@ class ProgressLine:
 def backfill_with_progress(
     units: Sequence[BackfillUnit],
     *,
-    client: PolygonClient,
+    client: BarSource,
     source: ConnectionSource | None = None,
     since: date | None = None,
     full: bool = False,
@@ -163,14 +163,14 @@ def backfill_command(
     default depth. Exits with status 1 if any symbol failed.
     """
     from chalicelib import db
-    from chalicelib.backfill.service import plan_backfill
+    from chalicelib.backfill.service import plan_units
     from chalicelib.config import get_settings
     from chalicelib.polygon import PolygonClient
 
     try:
         source = db.get_database()
         with source.connection() as conn:
-            units = plan_backfill(conn, symbols=list(symbols) or None, timeframe=timeframe)
+            units = plan_units(conn, symbols=list(symbols) or None, timeframe=timeframe)
         if not units:
             scope = f"tracks the {timeframe} timeframe" if timeframe else "is tracked"
             click.echo(f"nothing to backfill: no active symbol {scope}")

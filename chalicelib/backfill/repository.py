@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any
 
 import psycopg
@@ -16,7 +17,7 @@ from chalicelib.backfill.models import (
     RecentBar,
     TrackedSymbol,
 )
-from chalicelib.backfill.validation import FLAG_NAMES, SEVERE_MASK
+from chalicelib.backfill.validation import flag_names, is_validated
 
 Connection = psycopg.Connection[Any]
 
@@ -134,9 +135,10 @@ WHERE ts.symbol = rollup.symbol
 
 # The staging table lives as long as the session and empties itself at each commit; it is also
 # truncated before each batch, for callers whose batches share one outer transaction. Staging
-# holds only what varies per bar: symbol and timeframe are constants of the upsert,
-# the time travels as integer milliseconds and the flags as a bit mask, which keeps the COPY
-# stream small and spares Python a datetime and a list per bar.
+# holds only what varies per bar: symbol and timeframe are constants of the upsert, and the
+# time travels as integer milliseconds, which keeps the COPY stream small and spares Python a
+# datetime per bar. `validated` and `flags` come from validation's own functions (see
+# `_stored_flags`), so the rule is never restated in SQL.
 CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS bars_staging (
     t bigint NOT NULL,
@@ -147,13 +149,25 @@ CREATE TEMP TABLE IF NOT EXISTS bars_staging (
     volume double precision NOT NULL,
     vwap double precision,
     trades integer,
-    flag_mask integer NOT NULL
+    validated boolean NOT NULL,
+    flags text[] NOT NULL
 ) ON COMMIT DELETE ROWS
 """
-STAGING_TYPES = ["int8", "float8", "float8", "float8", "float8", "float8", "float8", "int4", "int4"]
+STAGING_TYPES = [
+    "int8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "int4",
+    "bool",
+    "text[]",
+]
 TRUNCATE_STAGING = "TRUNCATE bars_staging"
 COPY_STAGING = """
-COPY bars_staging (t, open, high, low, close, volume, vwap, trades, flag_mask)
+COPY bars_staging (t, open, high, low, close, volume, vwap, trades, validated, flags)
 FROM STDIN (FORMAT BINARY)
 """
 
@@ -196,14 +210,7 @@ INSERT INTO bars AS b (
 SELECT
     %(symbol)s, %(timeframe)s,
     timestamptz '1970-01-01 00:00:00+00' + s.t * interval '1 millisecond',
-    s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trades,
-    (s.flag_mask & %(severe_mask)s) = 0,
-    CASE WHEN s.flag_mask = 0 THEN '{}'::text[] ELSE ARRAY(
-        SELECT f.name
-        FROM unnest(%(flag_names)s::text[]) WITH ORDINALITY AS f(name, position)
-        WHERE s.flag_mask & (1 << (f.position::integer - 1)) <> 0
-        ORDER BY f.position
-    ) END
+    s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trades, s.validated, s.flags
 FROM bars_staging AS s
 ON CONFLICT (symbol, timeframe, time) DO UPDATE
 SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
@@ -344,6 +351,14 @@ def upsert_bars(conn: Connection, *, symbol: str, timeframe: str, bars: Iterable
     return written
 
 
+@cache
+def _stored_flags(mask: int) -> tuple[bool, list[str]]:
+    """The `validated` and `flags` columns of a bar with flag mask `mask`, from validation's
+    functions. Few distinct masks occur, so each is worked out once (the list is never
+    mutated: it is only written to COPY)."""
+    return is_validated(mask), flag_names(mask)
+
+
 def _merge_staged(conn: Connection, *, symbol: str, timeframe: str, bars: list[StagedBar]) -> int:
     conn.execute(CREATE_STAGING)
     conn.execute(TRUNCATE_STAGING)
@@ -351,30 +366,13 @@ def _merge_staged(conn: Connection, *, symbol: str, timeframe: str, bars: list[S
         with cur.copy(COPY_STAGING) as copy:
             copy.set_types(STAGING_TYPES)
             write_row = copy.write_row
-            for bar in bars:
-                write_row(bar)
-        cur.execute(
-            UPSERT_STAGED_BARS,
-            {
-                "symbol": symbol,
-                "timeframe": timeframe,
-                "severe_mask": SEVERE_MASK,
-                "flag_names": list(FLAG_NAMES),
-            },
-        )
+            for *values, mask in bars:
+                write_row((*values, *_stored_flags(mask)))
+        cur.execute(UPSERT_STAGED_BARS, {"symbol": symbol, "timeframe": timeframe})
         return cur.rowcount
 
 
 def _copy_new(conn: Connection, *, symbol: str, timeframe: str, bars: list[StagedBar]) -> int:
-    flags_by_mask: dict[int, list[str]] = {}
-
-    def flags(mask: int) -> list[str]:
-        names = flags_by_mask.get(mask)
-        if names is None:
-            names = [name for bit, name in enumerate(FLAG_NAMES) if mask & (1 << bit)]
-            flags_by_mask[mask] = names
-        return names
-
     # fromtimestamp is C all the way and measured over twice as fast as epoch + timedelta;
     # milliseconds / 1000 rounds back to the exact microsecond.
     from_timestamp = datetime.fromtimestamp
@@ -394,8 +392,7 @@ def _copy_new(conn: Connection, *, symbol: str, timeframe: str, bars: list[Stage
                     volume,
                     vwap,
                     trades,
-                    mask & SEVERE_MASK == 0,
-                    flags(mask),
+                    *_stored_flags(mask),
                 )
             )
     return len(bars)

@@ -1,5 +1,5 @@
-"""Backfill orchestration: for each (symbol, timeframe), fetch bars from Polygon, validate them
-and upsert them, recording the run and the unit's status.
+"""Backfill orchestration: for each (symbol, timeframe), fetch bars from a `BarSource`, validate
+them and upsert them, recording the run and the unit's status.
 
 Each (symbol, timeframe) is its own unit: its own transactions and its own failure, so one bad
 ticker never stops the others. A unit fetches and validates everything before it writes, and
@@ -10,35 +10,42 @@ idempotent: the same bars upsert to the same rows, and unchanged rows are not re
 Where a unit starts: from the newest stored bar, which is fetched again because it
 may have been partial; for a unit with no bars, from a default depth per timeframe; for a stock
 with a split since its last backfill, from the beginning again, because a split changes every
-earlier adjusted price.
+earlier adjusted price. Where it ends: today, or the date a queued message names.
+
+The entry points: `run_backfill` (the CLI and the API), `plan_units` and `run_units` (the CLI's
+progress and `make run`), `backfill_symbol_through` and `backfill_grouped_day` (the SQS worker's
+two kinds of message), and `backfill_one`, the unit itself.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chalicelib import db
 from chalicelib.backfill import repository
-from chalicelib.backfill.calendar import NEW_YORK
 from chalicelib.backfill.models import (
     BackfillResult,
+    BackfillState,
     BackfillUnit,
     BarExtent,
     RunOutcome,
     SymbolRef,
+    TrackedSymbol,
 )
+from chalicelib.backfill.sources import BarSource, GroupedDaySource
 from chalicelib.backfill.validation import PriorBars, Thresholds, is_validated, validate_bars
 from chalicelib.config import Settings, get_settings
 from chalicelib.db import ConnectionSource
-from chalicelib.errors import AppError, BadRequest, Conflict, NotFound
-from chalicelib.marketdata.models import TIMEFRAME_SECONDS, TIMEFRAMES
-from chalicelib.symbols.models import normalize_symbol
+from chalicelib.errors import BadRequest, Conflict, NotFound, describe_error
+from chalicelib.market.calendar import SESSION_ASSET_CLASSES, market_date
+from chalicelib.market.tickers import MARKET_ASSET_CLASSES, Market, normalize_symbol
+from chalicelib.market.tickers import provider_ticker as _provider_ticker
+from chalicelib.market.timeframes import DAILY, DAILY_OR_LONGER, TIMEFRAMES
 
 if TYPE_CHECKING:
     from chalicelib.polygon import PolygonBar, PolygonClient
@@ -47,13 +54,61 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[BackfillResult], None]
 
-# Daily and weekly bars go back years on a new symbol; intraday bars only days (there are 390
-# minute bars in a stock session, 1,440 in a crypto day).
-_DAILY_TIMEFRAMES = frozenset(
-    name for name, seconds in TIMEFRAME_SECONDS.items() if seconds >= 86_400
-)
-_STOCK_LIKE = frozenset({"stock", "etf"})
-_MAX_ERROR_LENGTH = 500
+INTERRUPTED = "interrupted before it finished"
+
+
+# ----------------------------------------------------------------------------------------------
+# Which units may run: the one rule
+
+
+class UnknownSymbol(NotFound):
+    """A symbol named for a backfill is not tracked."""
+
+
+class InactiveSymbol(Conflict):
+    """A symbol named for a backfill is deactivated."""
+
+
+class UntrackedTimeframe(BadRequest):
+    """A symbol named for a backfill does not track the timeframe asked for."""
+
+
+NOT_BACKFILLABLE = (UnknownSymbol, InactiveSymbol, UntrackedTimeframe)
+"""What naming a unit that may not run raises: the worker rejects such a message for good."""
+
+
+def _why_not_backfillable(row: TrackedSymbol, timeframe: str | None) -> str | None:
+    """Why a tracked symbol may not be backfilled (in `timeframe`, when given); None if it may.
+    The CLI and the API refuse such a symbol; a grouped message skips it."""
+    if not row.active:
+        return "inactive"
+    if timeframe is not None and timeframe not in row.timeframes:
+        return "timeframe"
+    return None
+
+
+def _backfillable(
+    conn: db.Connection, symbols: Sequence[str], timeframe: str | None
+) -> list[TrackedSymbol]:
+    """The named symbols' rows, in the order named; raises for the first rule a name breaks."""
+    found = {row.symbol: row for row in repository.get_symbols(conn, symbols)}
+    missing = [symbol for symbol in symbols if symbol not in found]
+    if missing:
+        raise UnknownSymbol(f"not a tracked symbol: {', '.join(missing)}")
+    reasons = {symbol: _why_not_backfillable(found[symbol], timeframe) for symbol in symbols}
+    inactive = [symbol for symbol in symbols if reasons[symbol] == "inactive"]
+    if inactive:
+        raise InactiveSymbol(
+            f"symbol is deactivated: {', '.join(inactive)}; reactivate it to backfill it"
+        )
+    lacking = [symbol for symbol in symbols if reasons[symbol] == "timeframe"]
+    if lacking:
+        raise UntrackedTimeframe(f"{', '.join(lacking)} does not track the {timeframe} timeframe")
+    return [found[symbol] for symbol in symbols]
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry points
 
 
 def run_backfill(
@@ -62,7 +117,7 @@ def run_backfill(
     timeframe: str | None = None,
     since: date | None = None,
     full: bool = False,
-    client: PolygonClient | None = None,
+    client: BarSource | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> list[BackfillResult]:
     """Backfill the named symbols (None: every active tracked symbol), each timeframe they track
@@ -73,13 +128,13 @@ def run_backfill(
     """
     source = db.get_database()
     with source.connection() as conn:
-        units = plan_backfill(conn, symbols=symbols, timeframe=timeframe)
+        units = plan_units(conn, symbols=symbols, timeframe=timeframe)
     return run_units(
         units, source=source, client=client, since=since, full=full, on_progress=on_progress
     )
 
 
-def plan_backfill(
+def plan_units(
     conn: db.Connection,
     *,
     symbols: Sequence[str] | None = None,
@@ -99,21 +154,7 @@ def plan_backfill(
         rows = repository.list_active_symbols(conn)
     else:
         wanted = list(dict.fromkeys(normalize_symbol(raw)[0] for raw in symbols))
-        rows = repository.get_symbols(conn, wanted)
-        found = {row.symbol: row for row in rows}
-        missing = [symbol for symbol in wanted if symbol not in found]
-        if missing:
-            raise NotFound(f"not a tracked symbol: {', '.join(missing)}")
-        inactive = [symbol for symbol in wanted if not found[symbol].active]
-        if inactive:
-            raise Conflict(
-                f"symbol is deactivated: {', '.join(inactive)}; reactivate it to backfill it"
-            )
-        if timeframe is not None:
-            lacking = [symbol for symbol in wanted if timeframe not in found[symbol].timeframes]
-            if lacking:
-                raise BadRequest(f"{', '.join(lacking)} does not track the {timeframe} timeframe")
-        rows = [found[symbol] for symbol in wanted]
+        rows = _backfillable(conn, wanted, timeframe)
 
     fresh: set[tuple[str, str]] = set()
     if fresh_since is not None:
@@ -137,9 +178,11 @@ def run_units(
     units: Sequence[BackfillUnit],
     *,
     source: ConnectionSource | None = None,
-    client: PolygonClient | None = None,
+    client: BarSource | None = None,
     since: date | None = None,
     full: bool = False,
+    until: date | None = None,
+    full_client: BarSource | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> list[BackfillResult]:
     """Run `units` one after the other; `on_progress` hears about each as it finishes."""
@@ -150,181 +193,218 @@ def run_units(
     source = source or db.get_database()
     results = []
     for unit in units:
-        result = backfill_one(source, client, unit, unit.timeframe, since=since, full=full)
+        result = backfill_one(
+            source,
+            client,
+            unit,
+            unit.timeframe,
+            since=since,
+            full=full,
+            until=until,
+            full_client=full_client,
+        )
         results.append(result)
         if on_progress is not None:
             on_progress(result)
     return results
 
 
+def backfill_symbol_through(
+    symbol: str, timeframe: str, *, until: date, client: BarSource
+) -> BackfillResult:
+    """Bring one tracked (symbol, timeframe) up to market date `until` with range requests.
+
+    Raises one of NOT_BACKFILLABLE when the unit may not run (unknown, inactive, or not
+    tracking the timeframe): retrying cannot change that.
+    """
+    source = db.get_database()
+    with source.connection() as conn:
+        (unit,) = plan_units(conn, symbols=[symbol], timeframe=timeframe)
+    return backfill_one(source, client, unit, unit.timeframe, until=until)
+
+
+def backfill_grouped_day(
+    market: Market, day: date, symbols: Sequence[str], *, client: PolygonClient
+) -> list[BackfillResult]:
+    """Write market date `day`'s daily bar of `symbols` from one grouped-daily request.
+
+    A symbol that may no longer run (deactivated, moved off 1d, or of another market since the
+    plan) is skipped, not failed: the plan was right when made, and nothing about the message
+    can improve by retrying it. A unit whose window turns out full (a split since its last
+    backfill changed every earlier adjusted price) is fetched with range requests instead.
+    """
+    source = db.get_database()
+    with source.connection() as conn:
+        rows = repository.get_symbols(conn, symbols)
+    units = [
+        BackfillUnit(row.symbol, row.asset_class, DAILY)
+        for row in rows
+        if _why_not_backfillable(row, DAILY) is None
+        and row.asset_class in MARKET_ASSET_CLASSES[market]
+    ]
+    grouped = GroupedDaySource(client, market, day, client.grouped_daily(market, day))
+    return run_units(units, source=source, client=grouped, full_client=client, until=day)
+
+
+# ----------------------------------------------------------------------------------------------
+# One unit, in phases: begin, window, fetch, validate, write (or fail)
+
+
 @dataclass(frozen=True, slots=True)
 class _Window:
+    """The market dates a run fetches, both inclusive; `full` when it reaches the beginning."""
+
     start: date
     end: date
     full: bool
 
+    @classmethod
+    def between(cls, start: date, end: date, *, full: bool) -> _Window:
+        # A unit already past `end` (a later message ran first) re-fetches the end day only.
+        return cls(start=min(start, end), end=end, full=full)
+
+
+@dataclass(slots=True)
+class _Run:
+    """One run of a unit as it goes: what its history row and its result will say."""
+
+    symbol: SymbolRef
+    timeframe: str
+    client: BarSource
+    clock: Callable[[], datetime]
+    started_at: datetime
+    requests_before: int
+    run_id: int | None = None
+    window: _Window | None = None
+    fetched: int = 0
+    result: BackfillResult | None = None
+
+    def requests(self) -> int:
+        return self.client.request_count - self.requests_before
+
+    def finish(
+        self,
+        status: RunOutcome,
+        finished_at: datetime,
+        *,
+        written: int,
+        requests: int,
+        error: str | None,
+    ) -> BackfillResult:
+        window = self.window
+        self.result = BackfillResult(
+            symbol=self.symbol.symbol,
+            timeframe=self.timeframe,
+            status=status,
+            bars_written=written,
+            provider_requests=requests,
+            error=error,
+            started_at=self.started_at,
+            finished_at=finished_at,
+            run_id=self.run_id,
+            range_start=window.start if window else None,
+            range_end=window.end if window else None,
+            bars_fetched=self.fetched,
+            full=window.full if window else False,
+        )
+        return self.result
+
 
 def backfill_one(
     conn_source: ConnectionSource,
-    client: PolygonClient,
+    client: BarSource,
     symbol: SymbolRef,
     timeframe: str,
     *,
     since: date | None = None,
     full: bool = False,
+    until: date | None = None,
+    full_client: BarSource | None = None,
     settings: Settings | None = None,
     now: Callable[[], datetime] | None = None,
 ) -> BackfillResult:
     """Backfill one (symbol, timeframe) and return what happened; never raises for the unit's
-    own failure (provider, data or database), which is recorded and reported instead.
+    own failure (provider, data or database), which is recorded and reported instead. An
+    interrupt (Ctrl-C, shutdown) is recorded as a failure too, then goes on its way.
 
-    `since` fetches from that date at least; `full` from the unit's beginning. `now` is the
+    `since` fetches from that date at least; `full` from the unit's beginning; `until` is the
+    last market date to fetch (default: today, UTC). `full_client` fetches a full window when
+    `client` answers only part of one (a grouped-daily source holds one date); its requests are
+    counted through `client`, which for a grouped source is that same client. `now` is the
     clock (tests pin it).
     """
     settings = settings or get_settings()
     clock = now or _utc_now
-    started_at = clock()
-    requests_before = _request_count(client)
-    run_id: int | None = None
-    window: _Window | None = None
-    fetched = 0
+    run = _Run(symbol, timeframe, client, clock, clock(), client.request_count)
     try:
-        with conn_source.connection() as conn:
-            with conn.transaction():
-                run_id = repository.insert_run(
-                    conn, symbol=symbol.symbol, timeframe=timeframe, started_at=started_at
-                )
-                repository.mark_in_progress(
-                    conn, symbol=symbol.symbol, timeframe=timeframe, run_id=run_id
-                )
-                repository.roll_up_symbol_status(conn, symbol.symbol)
-            state = repository.get_state(conn, symbol.symbol, timeframe)
-            extent = repository.get_bar_extent(conn, symbol.symbol, timeframe)
-
-        last_backfill = state.last_backfill if state else None
-        window = _plan_window(
+        state, extent = _begin(conn_source, run)
+        run.window, split_days = _window(
+            client,
             symbol,
             timeframe,
+            state=state,
             extent=extent,
             since=since,
             full=full,
-            today=started_at.astimezone(UTC).date(),
+            end=until or run.started_at.astimezone(UTC).date(),
             settings=settings,
         )
-        split_days: set[date] = set()
-        if symbol.asset_class in _STOCK_LIKE:
-            window, split_days = _check_splits(
-                client,
-                symbol,
-                window,
-                extent=extent,
-                last_backfill=last_backfill,
-                settings=settings,
-                timeframe=timeframe,
-            )
-        bars = _fetch(client, symbol, timeframe, window)
-        fetched = len(bars)
+        fetcher = full_client if run.window.full and full_client is not None else client
+        bars = _fetch(fetcher, symbol, timeframe, run.window)
+        run.fetched = len(bars)
+        masks = _validate(conn_source, symbol, timeframe, bars, split_days, settings=settings)
+        return _write(conn_source, run, bars, masks)
+    except Exception as exc:
+        return _fail(conn_source, run, describe_error(exc, redact=client.redact))
+    finally:
+        if run.result is None:  # neither written nor failed: interrupted
+            _fail(conn_source, run, INTERRUPTED)
 
-        prior = PriorBars()
-        if bars:
-            with conn_source.connection() as conn:
-                prior = _prior_bars(conn, symbol.symbol, timeframe, bars[0].t, settings=settings)
-        masks = validate_bars(
-            bars,
-            timeframe=timeframe,
-            asset_class=symbol.asset_class,
-            thresholds=Thresholds.from_settings(settings),
-            split_days=split_days,
-            prior=prior,
-        )
-        with conn_source.connection() as conn, conn.transaction():
-            written = repository.upsert_bars(
-                conn,
-                symbol=symbol.symbol,
-                timeframe=timeframe,
-                bars=(
-                    (bar.t, bar.o, bar.h, bar.l, bar.c, bar.v, bar.vw, bar.n, mask)
-                    for bar, mask in zip(bars, masks, strict=True)
-                ),
+
+def _begin(conn_source: ConnectionSource, run: _Run) -> tuple[BackfillState | None, BarExtent]:
+    """Record the run as started and the unit as in progress; read where the unit stands."""
+    symbol, timeframe = run.symbol.symbol, run.timeframe
+    with conn_source.connection() as conn:
+        with conn.transaction():
+            run.run_id = repository.insert_run(
+                conn, symbol=symbol, timeframe=timeframe, started_at=run.started_at
             )
-            finished_at = clock()
-            requests = _request_count(client) - requests_before
-            repository.finish_run(
-                conn,
-                run_id,
-                status="completed",
-                finished_at=finished_at,
-                range_start=window.start,
-                range_end=window.end,
-                bars_written=written,
-                provider_requests=requests,
-                error=None,
-            )
-            repository.mark_completed(
-                conn,
-                symbol=symbol.symbol,
-                timeframe=timeframe,
-                run_id=run_id,
-                finished_at=finished_at,
-            )
-            repository.roll_up_symbol_status(conn, symbol.symbol)
-        invalid = sum(1 for mask in masks if not is_validated(mask))
-        log.info(
-            "backfilled %s %s: %d bars fetched, %d written, %d not validated",
-            symbol.symbol,
-            timeframe,
-            fetched,
-            written,
-            invalid,
+            repository.mark_in_progress(conn, symbol=symbol, timeframe=timeframe, run_id=run.run_id)
+            repository.roll_up_symbol_status(conn, symbol)
+        return (
+            repository.get_state(conn, symbol, timeframe),
+            repository.get_bar_extent(conn, symbol, timeframe),
         )
-        return _result(
-            symbol,
-            timeframe,
-            "completed",
-            started_at,
-            finished_at,
-            run_id=run_id,
-            window=window,
-            written=written,
-            fetched=fetched,
-            requests=requests,
-            error=None,
-        )
-    except BaseException as exc:  # the unit fails alone; every cause is recorded the same way
-        interrupted = not isinstance(exc, Exception)
-        error = (
-            "interrupted before it finished"
-            if interrupted
-            else describe_error(exc, secrets=_secrets_of(client, settings))
-        )
-        finished_at = clock()
-        requests = _request_count(client) - requests_before
-        log.warning("backfill of %s %s failed: %s", symbol.symbol, timeframe, error)
-        _record_failure(
-            conn_source,
-            symbol.symbol,
-            timeframe,
-            run_id=run_id,
-            window=window,
-            finished_at=finished_at,
-            requests=requests,
-            error=error,
-        )
-        if interrupted:
-            raise  # Ctrl-C or shutdown: recorded as failed, then on its way
-        return _result(
-            symbol,
-            timeframe,
-            "failed",
-            started_at,
-            finished_at,
-            run_id=run_id,
-            window=window,
-            written=0,
-            fetched=fetched,
-            requests=requests,
-            error=error,
-        )
+
+
+def _window(
+    client: BarSource,
+    symbol: SymbolRef,
+    timeframe: str,
+    *,
+    state: BackfillState | None,
+    extent: BarExtent,
+    since: date | None,
+    full: bool,
+    end: date,
+    settings: Settings,
+) -> tuple[_Window, set[date]]:
+    """The dates to fetch, and the split days inside them (a stock's splits may widen the
+    window to a full re-backfill)."""
+    window = _plan_window(
+        symbol, timeframe, extent=extent, since=since, full=full, end=end, settings=settings
+    )
+    if symbol.asset_class not in SESSION_ASSET_CLASSES:
+        return window, set()
+    return _check_splits(
+        client,
+        symbol,
+        window,
+        extent=extent,
+        last_backfill=state.last_backfill if state else None,
+        settings=settings,
+        timeframe=timeframe,
+    )
 
 
 def _plan_window(
@@ -334,26 +414,26 @@ def _plan_window(
     extent: BarExtent,
     since: date | None,
     full: bool,
-    today: date,
+    end: date,
     settings: Settings,
 ) -> _Window:
     depth = (
         settings.backfill_depth_daily_days
-        if timeframe in _DAILY_TIMEFRAMES
+        if timeframe in DAILY_OR_LONGER
         else settings.backfill_depth_intraday_days
     )
-    beginning = today - timedelta(days=depth)
+    beginning = end - timedelta(days=depth)
     if extent.oldest is not None:
         beginning = min(beginning, market_date(extent.oldest, symbol.asset_class))
     if since is not None:
-        return _Window(start=min(since, beginning) if full else since, end=today, full=full)
+        return _Window.between(min(since, beginning) if full else since, end, full=full)
     if full or extent.newest is None:
-        return _Window(start=beginning, end=today, full=True)
-    return _Window(start=market_date(extent.newest, symbol.asset_class), end=today, full=False)
+        return _Window.between(beginning, end, full=True)
+    return _Window.between(market_date(extent.newest, symbol.asset_class), end, full=False)
 
 
 def _check_splits(
-    client: PolygonClient,
+    client: BarSource,
     symbol: SymbolRef,
     window: _Window,
     *,
@@ -365,9 +445,7 @@ def _check_splits(
     """Ask for the stock's splits once: a split executed since the last backfill widens the
     window to a full re-backfill, and every split day inside the window exempts that day from
     the price-jump flag."""
-    from chalicelib.polygon import provider_ticker
-
-    ticker = provider_ticker(symbol.symbol, symbol.asset_class)
+    ticker = _provider_ticker(symbol.symbol, symbol.asset_class)
     last_day = market_date(last_backfill, symbol.asset_class) if last_backfill else None
     check_from = min(window.start, last_day) if last_day else window.start
     splits = list(client.splits(ticker, since=check_from))
@@ -382,7 +460,7 @@ def _check_splits(
             extent=extent,
             since=None,
             full=True,
-            today=window.end,
+            end=window.end,
             settings=settings,
         )
         if window.start < check_from:
@@ -391,19 +469,42 @@ def _check_splits(
 
 
 def _fetch(
-    client: PolygonClient, symbol: SymbolRef, timeframe: str, window: _Window
+    client: BarSource, symbol: SymbolRef, timeframe: str, window: _Window
 ) -> list[PolygonBar]:
     """Every bar of the window, oldest first, one per start time (a later page wins)."""
-    from chalicelib.polygon import provider_ticker
-
     multiplier, timespan = TIMEFRAMES[timeframe]
-    ticker = provider_ticker(symbol.symbol, symbol.asset_class)
+    ticker = _provider_ticker(symbol.symbol, symbol.asset_class)
     bars: list[PolygonBar] = []
     for page in client.aggregates(ticker, multiplier, timespan, window.start, window.end):
         bars.extend(page)
     if any(earlier.t >= later.t for earlier, later in pairwise(bars)):
         bars = sorted({bar.t: bar for bar in bars}.values(), key=lambda bar: bar.t)
     return bars
+
+
+def _validate(
+    conn_source: ConnectionSource,
+    symbol: SymbolRef,
+    timeframe: str,
+    bars: Sequence[PolygonBar],
+    split_days: set[date],
+    *,
+    settings: Settings,
+) -> list[int]:
+    """One flag mask per bar, judged after the stored bars just before them, so an
+    incremental run flags exactly what a full run would."""
+    prior = PriorBars()
+    if bars:
+        with conn_source.connection() as conn:
+            prior = _prior_bars(conn, symbol.symbol, timeframe, bars[0].t, settings=settings)
+    return validate_bars(
+        bars,
+        timeframe=timeframe,
+        asset_class=symbol.asset_class,
+        thresholds=Thresholds.from_settings(settings),
+        split_days=split_days,
+        prior=prior,
+    )
 
 
 def _prior_bars(
@@ -419,6 +520,70 @@ def _prior_bars(
         previous_close=previous_close,
         volumes=tuple(bar.volume for bar in reversed(recent) if bar.volume >= 0),
     )
+
+
+def _write(
+    conn_source: ConnectionSource, run: _Run, bars: Sequence[PolygonBar], masks: Sequence[int]
+) -> BackfillResult:
+    """Write the bars, the run's success and the unit's status in one transaction."""
+    # Set by the phases before this one.
+    assert run.run_id is not None
+    assert run.window is not None
+    symbol, timeframe = run.symbol.symbol, run.timeframe
+    with conn_source.connection() as conn, conn.transaction():
+        written = repository.upsert_bars(
+            conn,
+            symbol=symbol,
+            timeframe=timeframe,
+            bars=(
+                (bar.t, bar.o, bar.h, bar.l, bar.c, bar.v, bar.vw, bar.n, mask)
+                for bar, mask in zip(bars, masks, strict=True)
+            ),
+        )
+        finished_at = run.clock()
+        requests = run.requests()
+        repository.finish_run(
+            conn,
+            run.run_id,
+            status="completed",
+            finished_at=finished_at,
+            range_start=run.window.start,
+            range_end=run.window.end,
+            bars_written=written,
+            provider_requests=requests,
+            error=None,
+        )
+        repository.mark_completed(
+            conn, symbol=symbol, timeframe=timeframe, run_id=run.run_id, finished_at=finished_at
+        )
+        repository.roll_up_symbol_status(conn, symbol)
+    log.info(
+        "backfilled %s %s: %d bars fetched, %d written, %d not validated",
+        symbol,
+        timeframe,
+        run.fetched,
+        written,
+        sum(1 for mask in masks if not is_validated(mask)),
+    )
+    return run.finish("completed", finished_at, written=written, requests=requests, error=None)
+
+
+def _fail(conn_source: ConnectionSource, run: _Run, error: str) -> BackfillResult:
+    """Record the run as failed with `error` and report it."""
+    finished_at = run.clock()
+    requests = run.requests()
+    log.warning("backfill of %s %s failed: %s", run.symbol.symbol, run.timeframe, error)
+    _record_failure(
+        conn_source,
+        run.symbol.symbol,
+        run.timeframe,
+        run_id=run.run_id,
+        window=run.window,
+        finished_at=finished_at,
+        requests=requests,
+        error=error,
+    )
+    return run.finish("failed", finished_at, written=0, requests=requests, error=error)
 
 
 def _record_failure(
@@ -457,96 +622,6 @@ def _record_failure(
             repository.roll_up_symbol_status(conn, symbol)
     except Exception:
         log.exception("could not record the failed backfill of %s %s", symbol, timeframe)
-
-
-def _result(
-    symbol: SymbolRef,
-    timeframe: str,
-    status: RunOutcome,
-    started_at: datetime,
-    finished_at: datetime,
-    *,
-    run_id: int | None,
-    window: _Window | None,
-    written: int,
-    fetched: int,
-    requests: int,
-    error: str | None,
-) -> BackfillResult:
-    return BackfillResult(
-        symbol=symbol.symbol,
-        timeframe=timeframe,
-        status=status,
-        bars_written=written,
-        provider_requests=requests,
-        error=error,
-        started_at=started_at,
-        finished_at=finished_at,
-        run_id=run_id,
-        range_start=window.start if window else None,
-        range_end=window.end if window else None,
-        bars_fetched=fetched,
-        full=window.full if window else False,
-    )
-
-
-def market_date(moment: datetime, asset_class: str) -> date:
-    """The trading day of a bar start: New York's date for stocks and ETFs, UTC's for crypto."""
-    zone = NEW_YORK if asset_class in _STOCK_LIKE else UTC
-    return moment.astimezone(zone).date()
-
-
-_SECRET_PARAMETER = re.compile(r"(?i)(api_?key|token|secret|password)=[^&\s'\"]+")
-_BEARER = re.compile(r"(?i)bearer\s+[^\s'\"]+")
-_WHITESPACE = re.compile(r"\s+")
-
-
-def describe_error(exc: BaseException, *, secrets: Sequence[str] = ()) -> str:
-    """One readable line for a failed unit, stored and shown to operators: never a secret, a
-    traceback or an unbounded provider body."""
-    from chalicelib.polygon import PolygonError
-
-    if isinstance(exc, PolygonError):
-        text = f"provider: {exc}"
-    elif isinstance(exc, AppError):
-        text = exc.message
-    elif _is_database_error(exc):
-        text = f"database: {_first_line(exc)}"
-    else:
-        text = f"{type(exc).__name__}: {_first_line(exc)}"
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = _SECRET_PARAMETER.sub(lambda match: f"{match.group(1)}=***", text)
-    text = _BEARER.sub("Bearer ***", text)
-    text = _WHITESPACE.sub(" ", text).strip()
-    if len(text) > _MAX_ERROR_LENGTH:
-        text = text[: _MAX_ERROR_LENGTH - 1] + "…"
-    return text
-
-
-def _is_database_error(exc: BaseException) -> bool:
-    import psycopg
-
-    return isinstance(exc, psycopg.Error)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no details"
-
-
-def _secrets_of(client: Any, settings: Settings) -> list[str]:
-    return [
-        secret
-        for secret in (getattr(client, "api_key", None), settings.polygon_api_key)
-        if isinstance(secret, str) and secret
-    ]
-
-
-def _request_count(client: Any) -> int:
-    count = getattr(client, "request_count", 0)
-    return count if isinstance(count, int) else 0
 
 
 def _utc_now() -> datetime:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
-from chalicelib.backfill.calendar import NEW_YORK
 from chalicelib.config import Settings
-from chalicelib.marketdata.models import TIMEFRAME_SECONDS
+from chalicelib.market.calendar import NEW_YORK, market_date
+from chalicelib.market.timeframes import TIMEFRAME_SECONDS
 
 OHLC_INCONSISTENT = "ohlc_inconsistent"
 NON_POSITIVE_PRICE = "non_positive_price"
@@ -82,11 +82,17 @@ class BarPrices(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """When a price move or a volume counts as unusual (settings VALIDATION_*)."""
+    """When a price move or a volume counts as unusual (settings VALIDATION_*, whose defaults
+    are written once, in `chalicelib.config`)."""
 
-    max_jump_pct: float = 25.0
-    volume_spike_factor: float = 10.0
-    volume_window: int = 20
+    max_jump_pct: float
+    volume_spike_factor: float
+    volume_window: int
+
+    @classmethod
+    def default(cls) -> Thresholds:
+        """The thresholds of an environment that sets none of VALIDATION_*."""
+        return cls.from_settings(Settings.from_env({}))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:
@@ -112,6 +118,8 @@ def flag_names(mask: int) -> list[str]:
 
 
 def is_validated(mask: int) -> bool:
+    """The "validated" rule, the one copy of it: a bar is validated when no severe flag is set.
+    The stored `validated` column is written from this function, never recomputed in SQL."""
     return not mask & SEVERE_MASK
 
 
@@ -134,7 +142,6 @@ def validate_bars(
     jump_ratio = thresholds.max_jump_pct / 100.0
     spike_factor = thresholds.volume_spike_factor
     window_size = thresholds.volume_window
-    exchange_days = asset_class != "crypto"
 
     previous_close = prior.previous_close if prior else None
     recent = deque(prior.volumes[-window_size:] if prior else ())
@@ -165,7 +172,7 @@ def validate_bars(
                 abs(c - previous_close) > jump_ratio * previous_close
                 or abs(o - previous_close) > jump_ratio * previous_close
             )
-            and _bar_day(bar.t, exchange_days=exchange_days) not in split_days
+            and market_date(_EPOCH + timedelta(milliseconds=bar.t), asset_class) not in split_days
         ):
             mask |= _JUMP
         append(mask)
@@ -179,12 +186,6 @@ def validate_bars(
             if len(recent) > window_size:
                 del ordered[bisect_left(ordered, recent.popleft())]
     return masks
-
-
-def _bar_day(t: int, *, exchange_days: bool) -> date:
-    """The trading day a bar belongs to: New York's date for stocks, UTC's for crypto."""
-    moment = _EPOCH + timedelta(milliseconds=t)
-    return moment.astimezone(NEW_YORK).date() if exchange_days else moment.date()
 
 
 class _AlignmentCheck(Protocol):

@@ -39,13 +39,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 NEVER = "never"
 
 
-def _connect() -> db.Connection:
-    settings = get_settings()
-    return db.connect(
-        db.resolve_database_url(settings), connect_timeout=settings.connect_timeout_seconds
-    )
-
-
 def _actor() -> Actor:
     from chalicelib.migrations import default_applied_by
 
@@ -198,7 +191,7 @@ def create_command(
         },
         CreateKeyRequest,
     )
-    with _connect() as conn, conn.transaction():
+    with db.command_session() as conn, conn.transaction():
         created = service.create_key(
             conn,
             name=request.name,
@@ -221,7 +214,7 @@ def create_command(
 @_errors_as_messages
 def list_command(active_only: bool, as_json: bool) -> None:
     """List keys (no hashes, no raw keys)."""
-    with _connect() as conn, conn.transaction():
+    with db.command_session() as conn, conn.transaction():
         keys = service.list_keys(conn, active_only=active_only)
     now = utc_now()
     shown = [KeyOut.from_key(key, now) for key in keys]
@@ -243,7 +236,7 @@ def list_command(active_only: bool, as_json: bool) -> None:
 @_errors_as_messages
 def show_command(key_id: int, as_json: bool) -> None:
     """Show one key with its usage."""
-    with _connect() as conn, conn.transaction():
+    with db.command_session() as conn, conn.transaction():
         key = KeyOut.from_key(service.get_key(conn, key_id), utc_now())
     if as_json:
         _print_json(key)
@@ -256,7 +249,7 @@ def show_command(key_id: int, as_json: bool) -> None:
 @_errors_as_messages
 def revoke_command(key_id: int) -> None:
     """Revoke a key (restore undoes it)."""
-    with _connect() as conn, conn.transaction():
+    with db.command_session() as conn, conn.transaction():
         key = service.revoke_key(conn, key_id, actor=_actor())
     ttl = get_settings().auth_cache_ttl_seconds
     click.echo(f"key {key.id} ({key.name}) is revoked; servers refuse it within {ttl}s")
@@ -268,7 +261,7 @@ def revoke_command(key_id: int) -> None:
 @_errors_as_messages
 def restore_command(key_id: int, expires_at: str | None) -> None:
     """Restore a revoked key (an expired one needs a later --expires-at)."""
-    with _connect() as conn, conn.transaction():
+    with db.command_session() as conn, conn.transaction():
         if expires_at is None:
             key = service.restore_key(conn, key_id, actor=_actor())
         else:
@@ -285,7 +278,7 @@ def delete_command(key_id: int, yes: bool) -> None:
     """Delete a key for good (its audit history stays)."""
     if not yes:
         click.confirm(f"Delete API key {key_id} permanently?", abort=True)
-    with _connect() as conn, conn.transaction():
+    with db.command_session() as conn, conn.transaction():
         service.delete_key(conn, key_id, actor=_actor())
     click.echo(f"key {key_id} deleted; its audit history is kept")
 
@@ -304,7 +297,7 @@ def delete_command(key_id: int, yes: bool) -> None:
 def rotate_command(key_id: int, grace_seconds: int, as_json: bool) -> None:
     """Give a key a new raw value and print it (once)."""
     options = _validated({"grace_seconds": grace_seconds}, RotateKeyRequest)
-    with _connect() as conn, conn.transaction():
+    with db.command_session() as conn, conn.transaction():
         created = service.rotate_key(
             conn, key_id, grace_seconds=options.grace_seconds, actor=_actor()
         )
@@ -350,7 +343,7 @@ def audit_command(
         },
         AuditQuery,
     )
-    with _connect() as conn, conn.transaction():
+    with db.command_session() as conn, conn.transaction():
         page = service.audit_page(conn, key_id, query)
     if as_json:
         _print_json(AuditPageOut(key_id=key_id, items=page.items, next_cursor=page.next_cursor))

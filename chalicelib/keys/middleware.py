@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from chalice import Response
 from chalice.app import Request
 
@@ -121,50 +122,75 @@ def _path(route: str, uri_params: dict[str, str] | None) -> str:
     return path[:_MAX_PATH].replace("\x00", "\ufffd")
 
 
+# A connection lost while the audit row was being written is replaced and the row written again
+# (only if it is not there yet: the first INSERT may have committed before the connection
+# died), so a failover or a killed backend does not cost a request its row.
+_AUDIT_ATTEMPTS = 3
+
+
+def _write_audit_row(
+    conn: db.Connection,
+    record: RequestRecord,
+    *,
+    event: str | None,
+    status: KeyStatus | None,
+    again: bool,
+) -> None:
+    if event == EVENT_AUTH_FAILED:
+        refused = msgspec.structs.replace(record, reason=record.reason or access.REASON_DELETED)
+        repository.record_request(conn, refused, event=EVENT_AUTH_FAILED, unless_recorded=again)
+        return
+    limit = status.rate_limit_per_minute if status else None
+    if limit is None or record.reason is not None or again:
+        # Written again, the row skips the window count: the container's own limiter has
+        # already admitted the request, and the next request's statement counts this one.
+        repository.record_request(conn, record, unless_recorded=again)
+        return
+    window = repository.record_request_in_window(conn, record, rate_limit_per_minute=limit)
+    rate_limiter.observe(
+        record.key_id, limit, used=window.used, seconds_until_slot=window.seconds_until_slot
+    )
+
+
 def _record(
     record: RequestRecord, *, event: str | None = None, status: KeyStatus | None = None
 ) -> None:
     """Write the request's audit row (and learn the rate window); never fail the request."""
-    try:
-        # The request's JSON log line and its Requests/Latency/AuthFailures metrics.
-        log_request(
-            method=record.method,
-            route=record.route,
-            path=record.path,
-            status_code=record.status_code,
-            latency_ms=record.latency_ms,
-            request_id=record.request_id,
-            key_id=record.key_id,
-            reason=record.reason,
-        )
-        with db.connection() as conn:
-            if event == EVENT_AUTH_FAILED:
-                repository.record_refusal(
-                    conn,
-                    key_id=record.key_id,
-                    key_prefix=record.key_prefix,
-                    reason=record.reason or access.REASON_DELETED,
-                    method=record.method,
-                    route=record.route,
-                    path=record.path,
-                    status_code=record.status_code,
-                    latency_ms=record.latency_ms,
-                    source_ip=record.source_ip,
-                    request_id=record.request_id,
+    # The request's JSON log line and its Requests/Latency/AuthFailures metrics.
+    log_request(
+        method=record.method,
+        route=record.route,
+        path=record.path,
+        status_code=record.status_code,
+        latency_ms=record.latency_ms,
+        request_id=record.request_id,
+        key_id=record.key_id,
+        reason=record.reason,
+    )
+    attempt = 1
+    while True:
+        try:
+            with db.connection() as conn:
+                _write_audit_row(conn, record, event=event, status=status, again=attempt > 1)
+            return
+        except db.ConnectionLost:
+            if record.request_id is None or attempt == _AUDIT_ATTEMPTS:
+                log.error(
+                    "could not write the audit row of request %s: connection lost",
+                    record.request_id,
                 )
                 return
-            limit = status.rate_limit_per_minute if status else None
-            if limit is None or record.reason is not None:
-                repository.record_request(conn, record)
-                return
-            window = repository.record_request_in_window(conn, record, rate_limit_per_minute=limit)
-        rate_limiter.observe(
-            record.key_id, limit, used=window.used, seconds_until_slot=window.seconds_until_slot
-        )
-    except AppError as exc:
-        log.error("could not write the audit row of request %s: %s", record.request_id, exc)
-    except Exception:
-        log.exception("could not write the audit row of request %s", record.request_id)
+            attempt += 1
+            log.info(
+                "database connection lost; writing the audit row of request %s again",
+                record.request_id,
+            )
+        except AppError as exc:
+            log.error("could not write the audit row of request %s: %s", record.request_id, exc)
+            return
+        except Exception:
+            log.exception("could not write the audit row of request %s", record.request_id)
+            return
 
 
 def enforce_key_policy(event: Request, get_response: Callable[[Request], Response]) -> Any:

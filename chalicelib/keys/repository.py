@@ -158,6 +158,19 @@ SELECT {_AUDIT_VALUES}
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
 """
 
+# The same row, written again after the connection was lost during the first attempt: that
+# INSERT may have committed before the connection died, so this one writes the row only if the
+# request's own id is not in the audit log yet (searched among the last minutes' rows, where a
+# first attempt can be). Never used for a request without an id.
+RELAXED_AUDIT_INSERT_ONCE = f"""
+{RELAXED_AUDIT_INSERT}
+WHERE NOT EXISTS (
+    SELECT 1 FROM api_key_audit
+    WHERE key_id = %(key_id)s AND request_id = %(request_id)s AND event = %(event)s
+      AND occurred_at > clock_timestamp() - interval '10 minutes'
+)
+"""
+
 # A request of a key with a rate limit: write its audit row and, in the same round trip,
 # count the key's other requests of the last minute that reached a view (at most limit - 1 of
 # them: all the decision needs). The CTE's INSERT is invisible to its own SELECT, hence + 1.
@@ -481,10 +494,10 @@ def insert_audit_event(
     )
 
 
-def _request_params(record: RequestRecord) -> dict[str, Any]:
+def _request_params(record: RequestRecord, event: str) -> dict[str, Any]:
     return {
         "key_id": record.key_id,
-        "event": EVENT_REQUEST,
+        "event": event,
         "method": record.method,
         "route": record.route,
         "path": record.path,
@@ -497,10 +510,21 @@ def _request_params(record: RequestRecord) -> dict[str, Any]:
     }
 
 
-def record_request(conn: Connection, record: RequestRecord) -> None:
-    """The audit row of a request, for a key without a rate limit (or refused before its view).
-    A statement of its own, with a relaxed commit (RELAXED_AUDIT_INSERT)."""
-    conn.execute(RELAXED_AUDIT_INSERT, _request_params(record))
+def record_request(
+    conn: Connection,
+    record: RequestRecord,
+    *,
+    event: str = EVENT_REQUEST,
+    unless_recorded: bool = False,
+) -> None:
+    """The audit row of a request (`event` auth_failed: a known key refused, as revoked,
+    expired, deleted or rotated out). A statement of its own, with a relaxed commit
+    (RELAXED_AUDIT_INSERT). `unless_recorded` writes it only if no row has the request's id yet:
+    for writing again after a lost connection (RELAXED_AUDIT_INSERT_ONCE)."""
+    if unless_recorded and record.request_id is None:
+        raise ValueError("a request without an id cannot be recorded once")
+    query = RELAXED_AUDIT_INSERT_ONCE if unless_recorded else RELAXED_AUDIT_INSERT
+    conn.execute(query, _request_params(record, event))
 
 
 def record_refusal(
@@ -569,7 +593,7 @@ def record_request_in_window(
 ) -> RateWindow:
     """The audit row of a request that reached its view, and the key's rate window after it:
     one statement, one round trip."""
-    params = _request_params(record) | {"earlier_needed": rate_limit_per_minute - 1}
+    params = _request_params(record, EVENT_REQUEST) | {"earlier_needed": rate_limit_per_minute - 1}
     with conn.cursor(row_factory=class_row(RateWindow)) as cur:
         window = cur.execute(RECORD_REQUEST_IN_WINDOW, params).fetchone()
     assert window is not None

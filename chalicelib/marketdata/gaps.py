@@ -10,16 +10,14 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import date
 
-from chalicelib.backfill.calendar import expected_sessions
-
-NEW_YORK_ZONE = "America/New_York"
-UTC_ZONE = "UTC"
+from chalicelib.market.calendar import expected_sessions, market_zone
 
 
 def daily_bar_zone(asset_class: str) -> str:
     """The zone in which a daily bar's start time falls on its trading day: Polygon stamps
-    stock and ETF daily bars at midnight New York time, crypto daily bars at midnight UTC."""
-    return UTC_ZONE if asset_class == "crypto" else NEW_YORK_ZONE
+    stock and ETF daily bars at midnight New York time, crypto daily bars at midnight UTC.
+    Named as PostgreSQL's `AT TIME ZONE` expects it."""
+    return str(market_zone(asset_class))
 
 
 def count_gaps(asset_class: str, bar_days: Collection[date]) -> int:

@@ -1,53 +1,15 @@
-"""Shapes of market data: timeframes and their Polygon mapping, bars, and the read queries.
-
-`TIMEFRAMES` is the one list of bar sizes the warehouse knows; the backfill fetches with it and
-the read endpoints validate with it.
-"""
+"""Shapes of market data: bars and the read queries. The bar sizes they accept are
+`chalicelib.market.timeframes`."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
-
-class PolygonTimespan(NamedTuple):
-    """How Polygon's aggregates endpoint spells a bar size: `/range/{multiplier}/{timespan}/`."""
-
-    multiplier: int
-    timespan: str
-
-
-TIMEFRAMES: dict[str, PolygonTimespan] = {
-    "1m": PolygonTimespan(1, "minute"),
-    "5m": PolygonTimespan(5, "minute"),
-    "15m": PolygonTimespan(15, "minute"),
-    "30m": PolygonTimespan(30, "minute"),
-    "1h": PolygonTimespan(1, "hour"),
-    "4h": PolygonTimespan(4, "hour"),
-    "1d": PolygonTimespan(1, "day"),
-    "1w": PolygonTimespan(1, "week"),
-}
-"""Timeframe name → Polygon (multiplier, timespan), smallest first."""
-
-TIMEFRAME_SECONDS: dict[str, int] = {
-    "1m": 60,
-    "5m": 300,
-    "15m": 900,
-    "30m": 1800,
-    "1h": 3600,
-    "4h": 14_400,
-    "1d": 86_400,
-    "1w": 604_800,
-}
-"""Nominal length of one bar of each timeframe."""
-
-# The same names as a type, so request models reject an unknown timeframe while decoding.
-Timeframe = Literal["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"]
-
-DEFAULT_TIMEFRAMES: tuple[Timeframe, ...] = ("1d",)
+from chalicelib.market.timeframes import Timeframe
 
 # Aware UTC datetimes; the annotation makes the API document say `format: date-time`.
 UtcDateTime = Annotated[datetime, Meta(tz=True)]

@@ -9,15 +9,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from chalicelib.marketdata.models import Timeframe
-
-Market = Literal["stocks", "crypto"]
-
-# Asset classes each market's grouped-daily endpoint answers for (US stocks include ETFs).
-MARKET_ASSET_CLASSES: dict[Market, tuple[str, ...]] = {
-    "stocks": ("stock", "etf"),
-    "crypto": ("crypto",),
-}
+from chalicelib.market.tickers import SYMBOL_PATTERN, Market
+from chalicelib.market.timeframes import Timeframe
 
 
 class SymbolBackfill(
@@ -35,7 +28,7 @@ class SymbolBackfill(
     because the operator asked for it now; re-running a backfill writes nothing new.
     """
 
-    symbol: Annotated[str, Meta(pattern=r"^[A-Z0-9][A-Z0-9.]{0,14}$")]
+    symbol: Annotated[str, Meta(pattern=SYMBOL_PATTERN)]
     timeframe: Timeframe
     window: date
     request_id: Annotated[str, Meta(max_length=200)] | None = None
@@ -57,7 +50,7 @@ class GroupedDailyBackfill(
 
     market: Market
     window: date
-    symbols: list[Annotated[str, Meta(pattern=r"^[A-Z0-9][A-Z0-9.]{0,14}$")]]
+    symbols: list[Annotated[str, Meta(pattern=SYMBOL_PATTERN)]]
     timeframe: Literal["1d"] = "1d"
 
     @property

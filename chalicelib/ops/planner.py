@@ -16,17 +16,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 from chalicelib import db
-from chalicelib.backfill.calendar import NEW_YORK, expected_sessions, is_trading_day
-from chalicelib.backfill.calendar import session_bounds_utc as _session_bounds_utc
 from chalicelib.config import get_settings
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.marketdata.models import Timeframe
+from chalicelib.market.calendar import NEW_YORK, expected_sessions, is_trading_day, market_date
+from chalicelib.market.calendar import session_bounds_utc as _session_bounds_utc
+from chalicelib.market.tickers import MARKET_ASSET_CLASSES, Market
+from chalicelib.market.timeframes import DAILY, Timeframe
 from chalicelib.ops import queue, repository
 from chalicelib.ops.models import (
-    MARKET_ASSET_CLASSES,
     BackfillMessage,
     GroupedDailyBackfill,
-    Market,
     PlanIdentity,
     PlanUnit,
     SymbolBackfill,
@@ -34,7 +33,6 @@ from chalicelib.ops.models import (
 )
 from chalicelib.ops.observability import COUNT, MILLISECONDS, log_event
 
-DAILY: Timeframe = "1d"
 # Polygon's daily aggregates settle a little after the close; a plan before then targets the
 # session before.
 CLOSE_SETTLE = timedelta(minutes=15)
@@ -63,7 +61,7 @@ def missing_days(unit: PlanUnit, target: date) -> list[date] | None:
     None when the unit has no bars (its first backfill reaches back its full depth)."""
     if unit.newest is None:
         return None
-    newest_day = unit.newest.astimezone(UTC).date()
+    newest_day = market_date(unit.newest, unit.asset_class)
     return expected_sessions(unit.asset_class, newest_day + timedelta(days=1), target)
 
 

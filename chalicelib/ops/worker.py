@@ -1,5 +1,9 @@
 """The backfill worker: drains SQS batches with the same backfill code the CLI runs.
 
+The worker owns the queue's side (decoding, the planned-message ledger, logs and metrics, the
+container's provider client); what a message does is the backfill service's
+(`backfill_symbol_through`, `backfill_grouped_day`), rules included.
+
 Each record succeeds or fails alone: the handler answers `{"batchItemFailures": [...]}` (the
 event source mapping has ReportBatchItemFailures), so SQS retries only the failed messages and
 moves one to the dead-letter queue after maxReceiveCount receives. A malformed body fails its own
@@ -10,37 +14,33 @@ running again, so a redelivery changes nothing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, date, datetime, time
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from chalicelib import db
-from chalicelib.backfill import repository as backfill_repository
-from chalicelib.backfill.calendar import NEW_YORK
-from chalicelib.backfill.models import BackfillResult, TrackedSymbol
 from chalicelib.config import get_settings
+from chalicelib.errors import describe_error
 from chalicelib.ops import repository
 from chalicelib.ops.models import (
-    MARKET_ASSET_CLASSES,
     BackfillMessage,
     GroupedDailyBackfill,
-    Market,
     SymbolBackfill,
     decode_message,
 )
 from chalicelib.ops.observability import COUNT, bound, log_event
 
 if TYPE_CHECKING:
-    from chalicelib.polygon import GroupedBar, PolygonBar, PolygonClient, Split
+    from chalicelib.backfill.models import BackfillResult
+    from chalicelib.polygon import PolygonClient
 
 _client_lock = threading.Lock()
 _clients: dict[tuple[str, str | None, str | None], PolygonClient] = {}
 
 
 class RejectedMessage(Exception):
-    """The message cannot succeed as written (not JSON, unknown symbol or timeframe)."""
+    """The message cannot succeed as written (it names a unit that may not run)."""
 
 
 def provider_client() -> PolygonClient:
@@ -74,104 +74,25 @@ def forget_clients() -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Grouped daily: one provider request serves many symbols' daily bar
-
-
-def _day_start_ms(day: date, market: Market) -> int:
-    """Where the range endpoint puts a daily bar: midnight New York for stocks, UTC for crypto.
-    Grouped rows are stamped otherwise (see GroupedBar), so they are re-stamped to match."""
-    zone = UTC if market == "crypto" else NEW_YORK
-    return int(datetime.combine(day, time(0), tzinfo=zone).timestamp() * 1000)
-
-
-class GroupedDayClient:
-    """Answers the backfill's per-symbol questions from one grouped-daily response.
-
-    `aggregates` returns the day's bar for the ticker (whatever window is asked: the message
-    serves exactly that day); `splits` uses the provider's bulk lookup when the client has one,
-    else asks per ticker, so a split still triggers the full re-backfill of an adjusted series.
-    """
-
-    def __init__(self, client: PolygonClient, market: Market, rows: Iterable[GroupedBar]) -> None:
-        self._client = client
-        self._bars: dict[str, PolygonBar] = {}
-        for row in rows:
-            bar = row.bar()
-            self._bars[row.ticker] = msgspec.structs.replace(bar, t=_day_start_ms(row.day, market))
-        self._bulk_splits: dict[date, list[Split]] = {}
-
-    @property
-    def request_count(self) -> int:
-        return self._client.request_count
-
-    def aggregates(
-        self, ticker: str, multiplier: int, timespan: str, start: date, end: date, **_: Any
-    ) -> Iterator[list[PolygonBar]]:
-        if (multiplier, timespan) != (1, "day"):
-            raise ValueError("a grouped-daily message serves daily bars only")
-        bar = self._bars.get(ticker)
-        yield [bar] if bar is not None else []
-
-    def splits(self, ticker: str, since: date) -> list[Split]:
-        bulk = getattr(self._client, "splits_since", None)
-        if bulk is None:
-            return self._client.splits(ticker, since)
-        if since not in self._bulk_splits:
-            self._bulk_splits[since] = list(bulk(since))
-        return [split for split in self._bulk_splits[since] if split.ticker == ticker]
-
-
-# ----------------------------------------------------------------------------------------------
 # One message
 
 
-def _tracked(conn: db.Connection, symbols: list[str], timeframe: str) -> list[TrackedSymbol]:
-    rows = {row.symbol: row for row in backfill_repository.get_symbols(conn, symbols)}
-    unknown = [s for s in symbols if s not in rows or not rows[s].active]
-    if unknown:
-        raise RejectedMessage(f"not an active tracked symbol: {', '.join(unknown)}")
-    lacking = [s for s in symbols if timeframe not in rows[s].timeframes]
-    if lacking:
-        raise RejectedMessage(f"{', '.join(lacking)} does not track the {timeframe} timeframe")
-    return [rows[s] for s in symbols]
-
-
-def _run_symbol(message: SymbolBackfill) -> list[BackfillResult]:
-    from chalicelib.backfill.service import backfill_one
-
-    with db.connection() as conn:
-        (symbol,) = _tracked(conn, [message.symbol], message.timeframe)
-    return [backfill_one(db.get_database(), provider_client(), symbol, message.timeframe)]
-
-
-def _run_grouped(message: GroupedDailyBackfill) -> list[BackfillResult]:
-    from chalicelib.backfill.service import backfill_one
-
-    with db.connection() as conn:
-        rows = backfill_repository.get_symbols(conn, message.symbols)
-    # A symbol deactivated (or moved off 1d) since the plan is skipped, not failed: the plan
-    # was right when made, and nothing about the message can improve by retrying it.
-    symbols = [
-        row
-        for row in rows
-        if row.active
-        and "1d" in row.timeframes
-        and row.asset_class in MARKET_ASSET_CLASSES[message.market]
-    ]
-    client = provider_client()
-    grouped = GroupedDayClient(
-        client, message.market, client.grouped_daily(message.market, message.window)
-    )
-    source = db.get_database()
-    # GroupedDayClient answers the two calls backfill_one makes of a client.
-    return [backfill_one(source, grouped, symbol, "1d") for symbol in symbols]  # type: ignore[arg-type]
-
-
 def run_message(message: BackfillMessage) -> list[BackfillResult]:
-    """Run one decoded message; RejectedMessage when it names what is not tracked."""
-    if isinstance(message, SymbolBackfill):
-        return _run_symbol(message)
-    return _run_grouped(message)
+    """Run one decoded message through the backfill service, up to the message's window;
+    RejectedMessage when it names a unit that may not run (the service's rule says which)."""
+    from chalicelib.backfill import service
+
+    if isinstance(message, GroupedDailyBackfill):
+        return service.backfill_grouped_day(
+            message.market, message.window, message.symbols, client=provider_client()
+        )
+    try:
+        result = service.backfill_symbol_through(
+            message.symbol, message.timeframe, until=message.window, client=provider_client()
+        )
+    except service.NOT_BACKFILLABLE as exc:
+        raise RejectedMessage(exc.message) from None
+    return [result]
 
 
 def process_body(body: str) -> str | None:
@@ -241,8 +162,6 @@ def handle_batch(
                 try:
                     reason = process_body(str(record.get("body", "")))
                 except Exception as exc:  # a record never crashes the batch
-                    from chalicelib.backfill.service import describe_error
-
                     reason = describe_error(exc)
                     log_event("backfill.message.error", level="error", reason=reason)
             if reason is not None:

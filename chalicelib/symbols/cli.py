@@ -13,7 +13,8 @@ import msgspec
 
 from chalicelib import db
 from chalicelib.cli_options import errors_as_messages, validated_options
-from chalicelib.marketdata.models import TIMEFRAMES
+from chalicelib.market.tickers import ASSET_CLASSES
+from chalicelib.market.timeframes import TIMEFRAMES
 from chalicelib.symbols import service
 from chalicelib.symbols.models import (
     AddSymbolRequest,
@@ -23,9 +24,6 @@ from chalicelib.symbols.models import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-ASSET_CLASSES = ("stock", "etf", "crypto")
-
 
 _errors_as_messages = errors_as_messages()
 

@@ -13,8 +13,9 @@ import msgspec
 from chalicelib import db
 from chalicelib.config import get_settings
 from chalicelib.errors import NotFound, ServiceUnavailable, Unprocessable
+from chalicelib.market.tickers import normalize_symbol, provider_ticker
+from chalicelib.market.timeframes import TIMEFRAMES, Timeframe
 from chalicelib.marketdata.gaps import daily_bar_zone, missing_sessions
-from chalicelib.marketdata.models import TIMEFRAMES, Timeframe
 from chalicelib.symbols import repository
 from chalicelib.symbols.models import (
     AddSymbolRequest,
@@ -24,7 +25,6 @@ from chalicelib.symbols.models import (
     TimeframeStats,
     TrackedSymbol,
     UpdateSymbolRequest,
-    normalize_symbol,
 )
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ def check_ticker_exists(symbol: str, asset_class: str) -> None:
         PolygonClient,
         PolygonError,
         PolygonNotAuthorized,
-        provider_ticker,
     )
 
     ticker = provider_ticker(symbol, asset_class)

@@ -6,9 +6,9 @@ import psycopg
 import pytest
 
 from chalicelib.backfill import repository, service
-from chalicelib.backfill.calendar import NEW_YORK, trading_days
 from chalicelib.backfill.models import BackfillUnit
 from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.market.calendar import NEW_YORK, trading_days
 from chalicelib.polygon import PolygonBar
 from tests.backfill.conftest import SIM_API_KEY
 from tests.conftest import PinnedConnection
@@ -73,7 +73,7 @@ def test_plan_covers_every_active_symbol_and_its_timeframes(conn):
     make_symbol(conn, "BTC", asset_class="crypto")
     make_symbol(conn, "IWM", asset_class="etf", active=False)
 
-    units = service.plan_backfill(conn)
+    units = service.plan_units(conn)
 
     assert units == [
         unit("BTC", "crypto", "1d"),
@@ -86,7 +86,7 @@ def test_plan_of_named_symbols_normalises_them_and_filters_a_timeframe(conn):
     make_symbol(conn, "BTC", asset_class="crypto", timeframes=["1d", "1h"])
     make_symbol(conn, "AAPL", timeframes=["1h"])
 
-    units = service.plan_backfill(conn, symbols=["btc-usd", "X:BTCUSD", "aapl"], timeframe="1h")
+    units = service.plan_units(conn, symbols=["btc-usd", "X:BTCUSD", "aapl"], timeframe="1h")
 
     assert units == [unit("BTC", "crypto", "1h"), unit("AAPL", "stock", "1h")]
 
@@ -96,15 +96,15 @@ def test_plan_refuses_unknown_or_inactive_symbols_and_unknown_timeframes(conn):
     make_symbol(conn, "IWM", asset_class="etf", active=False)
 
     with pytest.raises(NotFound, match="not a tracked symbol: NOPE"):
-        service.plan_backfill(conn, symbols=["AAPL", "NOPE"])
+        service.plan_units(conn, symbols=["AAPL", "NOPE"])
     with pytest.raises(Conflict, match="symbol is deactivated: IWM"):
-        service.plan_backfill(conn, symbols=["IWM"])
+        service.plan_units(conn, symbols=["IWM"])
     with pytest.raises(BadRequest, match="unknown timeframe '2h'"):
-        service.plan_backfill(conn, timeframe="2h")
+        service.plan_units(conn, timeframe="2h")
     with pytest.raises(BadRequest, match="AAPL does not track the 1h timeframe"):
-        service.plan_backfill(conn, symbols=["AAPL"], timeframe="1h")
+        service.plan_units(conn, symbols=["AAPL"], timeframe="1h")
     with pytest.raises(BadRequest, match="symbol must be"):
-        service.plan_backfill(conn, symbols=["no/such"])
+        service.plan_units(conn, symbols=["no/such"])
 
 
 def test_plan_can_leave_out_units_backfilled_recently(conn):
@@ -115,7 +115,7 @@ def test_plan_can_leave_out_units_backfilled_recently(conn):
         conn, symbol="MSFT", timeframe="1d", run_id=2, finished_at=NOW - timedelta(days=2)
     )
 
-    units = service.plan_backfill(conn, fresh_since=NOW - timedelta(hours=12))
+    units = service.plan_units(conn, fresh_since=NOW - timedelta(hours=12))
 
     assert units == [unit("AAPL", "stock", "1h"), unit("MSFT", "stock", "1d")]
 
@@ -224,6 +224,44 @@ def test_a_partial_newest_bar_is_replaced_on_the_next_run(conn, simulator, polyg
 
     assert result.bars_written == 1
     assert stored_bars(conn, "AAPL")[-1] == final
+
+
+def test_until_ends_the_window_at_the_market_date_asked_for(conn, simulator, polygon):
+    make_symbol(conn, "AAPL")
+    source = PinnedConnection(conn)
+    service.backfill_one(source, polygon, unit(), "1d", until=date(2024, 6, 12), now=clock())
+    simulator.clear_log()
+
+    later = NOW + timedelta(days=3)
+    result = service.backfill_one(
+        source, polygon, unit(), "1d", until=date(2024, 6, 13), now=clock(later)
+    )
+
+    assert aggregate_paths(simulator) == ["/v2/aggs/ticker/AAPL/range/1/day/2024-06-12/2024-06-13"]
+    assert (result.range_start, result.range_end, result.bars_written) == (
+        date(2024, 6, 12),
+        date(2024, 6, 13),
+        1,
+    )
+    assert stored_bars(conn, "AAPL")[-1][0] == datetime(2024, 6, 13, tzinfo=NEW_YORK)
+
+
+def test_a_unit_already_past_until_fetches_that_day_only_and_writes_nothing(
+    conn, simulator, polygon
+):
+    make_symbol(conn, "AAPL")
+    source = PinnedConnection(conn)
+    service.backfill_one(source, polygon, unit(), "1d", now=clock())
+    before = stored_bars(conn, "AAPL")
+    simulator.clear_log()
+
+    result = service.backfill_one(
+        source, polygon, unit(), "1d", until=date(2024, 6, 12), now=clock()
+    )
+
+    assert aggregate_paths(simulator) == ["/v2/aggs/ticker/AAPL/range/1/day/2024-06-12/2024-06-12"]
+    assert (result.status, result.bars_fetched, result.bars_written) == ("completed", 1, 0)
+    assert stored_bars(conn, "AAPL") == before
 
 
 def test_since_and_full_widen_the_window(conn, simulator, polygon):
@@ -363,6 +401,9 @@ class ScriptedClient:
         self.request_count += 1
         return []
 
+    def redact(self, text):
+        return text
+
 
 def test_bad_bars_are_kept_with_their_flags(conn):
     make_symbol(conn, "ETH", asset_class="crypto")
@@ -426,29 +467,6 @@ def test_an_interrupted_unit_is_recorded_as_failed_and_the_interrupt_goes_on(con
     assert symbol_status(conn, "ETH") == ("failed", None, "1d: interrupted before it finished")
 
 
-# -- errors ------------------------------------------------------------------------------------
-
-
-def test_describe_error_never_shows_a_key():
-    exc = RuntimeError("GET /v2/x?apiKey=abc123&limit=5 sent\n  Authorization: Bearer abc123")
-
-    text = service.describe_error(exc, secrets=["abc123"])
-
-    assert text == "RuntimeError: GET /v2/x?apiKey=***&limit=5 sent"
-    assert service.describe_error(ValueError("url?api_key=abc123 token=abc123")) == (
-        "ValueError: url?api_key=*** token=***"
-    )
-
-
-def test_describe_error_is_one_bounded_line():
-    text = service.describe_error(psycopg.errors.DataError("bad value " + "x" * 1000 + "\nmore"))
-
-    assert text.startswith("database: bad value xxx")
-    assert text.endswith("x…")
-    assert "\n" not in text
-    assert len(text) == 500
-
-
 # -- concurrency -------------------------------------------------------------------------------
 
 
@@ -457,8 +475,6 @@ def test_two_timeframes_of_one_symbol_finishing_together_roll_up_to_completed(
     committed_db, simulator, set_env
 ):
     import threading
-
-    import psycopg
 
     from chalicelib import db
     from chalicelib.polygon import PolygonClient

@@ -5,7 +5,6 @@ from typing import NamedTuple
 
 import pytest
 
-from chalicelib.backfill.calendar import NEW_YORK
 from chalicelib.backfill.validation import (
     FLAG_NAMES,
     INFORMATIONAL_FLAGS,
@@ -17,6 +16,7 @@ from chalicelib.backfill.validation import (
     validate_bars,
 )
 from chalicelib.config import Settings
+from chalicelib.market.calendar import NEW_YORK
 
 
 class Bar(NamedTuple):
@@ -247,7 +247,7 @@ def test_a_long_clean_series_has_no_flags_across_days_and_windows():
     bars = minute_bars(5_000)
 
     masks = validate_bars(
-        bars, timeframe="1m", asset_class="crypto", thresholds=Thresholds(volume_window=20)
+        bars, timeframe="1m", asset_class="crypto", thresholds=Thresholds.default()
     )
 
     assert masks.count(0) == 5_000
@@ -410,8 +410,11 @@ def test_an_informational_bar_is_the_reference_for_the_next_jump():
     assert flags(bars) == [[], ["price_jump"], []]
 
 
-def test_the_default_thresholds_are_the_settings_defaults():
-    assert Thresholds() == Thresholds.from_settings(Settings.from_env({}))
+def test_the_default_thresholds_are_the_documented_settings_defaults():
+    # docs/DATA_QUALITY.md names these; config.py holds them.
+    assert Thresholds.default() == Thresholds(
+        max_jump_pct=25.0, volume_spike_factor=10.0, volume_window=20
+    )
 
 
 def test_thresholds_cannot_change_once_made():

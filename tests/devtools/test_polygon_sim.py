@@ -23,8 +23,8 @@ import requests
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from chalicelib.backfill.calendar import session_bounds_utc, trading_days
 from chalicelib.backfill.validation import Thresholds, flag_names, validate_bars
+from chalicelib.market.calendar import session_bounds_utc, trading_days
 from devtools.polygon_sim import DEFAULT_CRYPTO, DEFAULT_STOCKS, UNKNOWN_TICKERS, PolygonSimulator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -348,7 +348,7 @@ def test_flawed_bars_get_the_flags_validation_gives_them(market: PolygonSimulato
             for bar in aggs(market, ticker, "1/day", "2024-01-01", "2024-12-31")["results"]
         ]
         masks = validate_bars(
-            bars, timeframe="1d", asset_class=asset_class, thresholds=Thresholds()
+            bars, timeframe="1d", asset_class=asset_class, thresholds=Thresholds.default()
         )
         zone = UTC if asset_class == "crypto" else NEW_YORK
         return {

@@ -1,11 +1,14 @@
 """Backends killed again and again under load, as a failover or RDS Proxy rebalancing does:
-no request answers 500; reads are run again on a new connection and answer 200."""
+no request answers 500; reads are run again on a new connection and answer 200; every request
+that answered 200 has exactly one audit row."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
 
 from tests.faults.conftest import RouteCall, Seed
 from tests.faults.servers import Answer, FaultyPostgres, call
@@ -31,6 +34,20 @@ def mix(seed: Seed) -> list[RouteCall]:
             "PUT", "/api/v1/admin/symbols/{symbol}", "/api/v1/admin/symbols/AAPL", {"active": True}
         ),
     ]
+
+
+def audited_successes(postgres: FaultyPostgres) -> tuple[int, int]:
+    """The admin key's audit rows of requests answered 200: all of them, and distinct ids."""
+    with psycopg.connect(postgres.app_url(), autocommit=True) as conn:
+        row = conn.execute(
+            """
+            SELECT count(*), count(DISTINCT a.request_id)
+            FROM api_key_audit a JOIN api_keys k ON k.id = a.key_id
+            WHERE k.name = 'fault-admin' AND a.event = 'request' AND a.status_code = 200
+            """
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1]
 
 
 def test_killed_backends_under_load_never_answer_500(postgres: FaultyPostgres, seed, app_server):
@@ -85,3 +102,7 @@ def test_killed_backends_under_load_never_answer_500(postgres: FaultyPostgres, s
             assert answer.body["error"]["code"] == "database_unavailable"
             assert answer.headers["Retry-After"] == "1"
     assert "Traceback" not in app.log_text()
+    # Not one audit row lost to a killed connection, and none written twice (the warm-up
+    # request answered 200 too).
+    successes = 1 + statuses[200]
+    assert audited_successes(postgres) == (successes, successes)

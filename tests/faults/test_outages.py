@@ -6,10 +6,16 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
+import pytest
+
+from chalicelib import db
+from chalicelib.config import Settings
 from chalicelib.pages.routes import PAGE_ROUTES
 from tests.faults.conftest import (
     BOUND_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
+    FAULT_SETTINGS,
     STATEMENT_TIMEOUT_MS,
     RouteCall,
     Seed,
@@ -145,3 +151,22 @@ def test_a_stopped_database_answers_503_at_once_and_a_restarted_one_is_used_agai
     warm_up(app, seed)
     assert app.process.poll() is None
     assert "Traceback" not in app.log_text()
+
+
+def test_a_command_gives_up_on_a_frozen_database_within_the_bound(postgres: FaultyPostgres):
+    """The CLI's and the migration job's own connection: bounded like the pool's."""
+    settings = Settings.from_env({"DATABASE_URL": postgres.app_url(), **FAULT_SETTINGS})
+    with db.command_session(settings) as conn:
+        conn.execute("SELECT 1")
+        postgres.freeze()
+        started = time.monotonic()
+        try:
+            with pytest.raises(psycopg.OperationalError, match="no answer within 2.5 s"):
+                conn.execute("SELECT 1")
+        finally:
+            elapsed = time.monotonic() - started
+            postgres.thaw()
+
+    assert STATEMENT_TIMEOUT_MS / 1000 <= elapsed <= BOUND_SECONDS
+    with db.command_session(settings) as conn:  # the same server, thawed, answers again
+        assert conn.execute("SELECT 1").fetchone() == (1,)

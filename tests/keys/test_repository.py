@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 
@@ -418,3 +419,31 @@ def test_request_rows_commit_without_waiting_for_the_wal_and_key_changes_do(comm
 
     assert (lifecycle, afterwards) == (("on",), ("on",))
     assert (request, limited, refusal) == (("off",), ("off",), ("off",))
+
+
+def test_a_request_recorded_again_after_a_lost_connection_keeps_one_row(conn):
+    key = make_key(conn).key
+    first = request_record(key.id)
+    other = msgspec.structs.replace(first, request_id="r-2")
+
+    repository.record_request(conn, first)
+    repository.record_request(conn, first, unless_recorded=True)  # the first one had committed
+    repository.record_request(conn, other, unless_recorded=True)  # the first one was lost
+    repository.record_request(conn, first, event="auth_failed", unless_recorded=True)
+
+    rows = audit_rows(conn, key.id)
+    assert [(r["request_id"], r["event"]) for r in rows] == [
+        (None, "created"),
+        ("r-1", "request"),
+        ("r-2", "request"),
+        ("r-1", "auth_failed"),
+    ]
+
+
+def test_a_request_without_an_id_cannot_be_recorded_once(conn):
+    key = make_key(conn).key
+    anonymous = msgspec.structs.replace(request_record(key.id), request_id=None)
+
+    with pytest.raises(ValueError, match="without an id"):
+        repository.record_request(conn, anonymous, unless_recorded=True)
+    assert [r["event"] for r in audit_rows(conn, key.id)] == ["created"]

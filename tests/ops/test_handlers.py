@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from chalicelib import db
-from chalicelib.backfill.calendar import trading_days
+from chalicelib.market.calendar import trading_days
 from devtools.polygon_sim import PolygonSimulator
 from tests.factories import make_bars, make_symbol
 from tests.ops.conftest import AFTER_CLOSE, MAX_RECEIVES, Queues

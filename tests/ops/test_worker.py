@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib import db
+from chalicelib.backfill import repository as backfill_repository
 from chalicelib.ops import worker
 from chalicelib.polygon import PolygonClient
 from devtools.polygon_sim import PolygonSimulator
@@ -46,13 +47,22 @@ def ledger(conn: db.Connection, target: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def test_a_symbol_message_writes_bars_and_completes(pinned_db: db.Connection) -> None:
+def test_a_symbol_message_writes_bars_up_to_its_window_and_completes(
+    pinned_db: db.Connection, simulator: PolygonSimulator
+) -> None:
     make_symbol(pinned_db, "AAPL")
     make_bars(pinned_db, "AAPL", [THURSDAY_BAR])
+    simulator.clear_log()
 
     answer = worker.handle_batch([record("m1", symbol_body("AAPL"))])
 
     assert answer == {"batchItemFailures": []}
+    # From the newest stored bar to the message's window, whatever the worker's own date.
+    assert [r.path for r in simulator.requests if r.path.startswith("/v2/")] == [
+        f"/v2/aggs/ticker/AAPL/range/1/day/2025-11-20/{FRIDAY}"
+    ]
+    (run,) = pinned_db.execute("SELECT range_start, range_end FROM backfill_runs").fetchall()
+    assert run == (date(2025, 11, 20), date(2025, 11, 21))
     assert count(pinned_db, "SELECT count(*) FROM bars WHERE symbol = 'AAPL'") == 2
     assert (
         count(
@@ -124,9 +134,34 @@ def test_malformed_messages_fail_alone_with_a_logged_reason(
         if line["event"] == "backfill.message.rejected"
     }
     assert rejected["not-json"].startswith("malformed message: JSON is malformed")
-    assert rejected["unknown-symbol"] == "not an active tracked symbol: ZZZZ"
+    assert rejected["unknown-symbol"] == "not a tracked symbol: ZZZZ"
     assert rejected["unknown-timeframe"].startswith("malformed message: Invalid enum value '2d'")
-    assert ledger(pinned_db, "ZZZZ") == (False, 1, "not an active tracked symbol: ZZZZ")
+    assert ledger(pinned_db, "ZZZZ") == (False, 1, "not a tracked symbol: ZZZZ")
+
+
+def test_a_message_for_a_unit_that_may_not_run_is_rejected_with_the_service_s_reason(
+    pinned_db: db.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_symbol(pinned_db, "IWM", asset_class="etf", active=False)
+    make_symbol(pinned_db, "AAPL", timeframes=["1d"])
+
+    answer = worker.handle_batch(
+        [record("inactive", symbol_body("IWM")), record("no-1h", symbol_body("AAPL", "1h"))]
+    )
+
+    assert answer == {
+        "batchItemFailures": [{"itemIdentifier": "inactive"}, {"itemIdentifier": "no-1h"}]
+    }
+    rejected = {
+        line["message_id"]: line["reason"]
+        for line in map(json.loads, capsys.readouterr().out.splitlines())
+        if line["event"] == "backfill.message.rejected"
+    }
+    assert rejected == {
+        "inactive": "symbol is deactivated: IWM; reactivate it to backfill it",
+        "no-1h": "AAPL does not track the 1h timeframe",
+    }
+    assert count(pinned_db, "SELECT count(*) FROM backfill_runs") == 0
 
 
 def test_a_provider_failure_reports_only_its_message(
@@ -173,6 +208,63 @@ def test_a_grouped_message_writes_the_day_for_its_symbols_only(
     bar_requests = [r.path for r in simulator.requests if r.path.startswith("/v2/")]
     assert bar_requests == [f"/v2/aggs/grouped/locale/us/market/stocks/{FRIDAY}"]
     assert ledger(pinned_db, "stocks") == (True, 1, None)
+
+
+def test_a_grouped_message_skips_symbols_that_may_no_longer_run(
+    pinned_db: db.Connection, simulator: PolygonSimulator
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_symbol(pinned_db, "IWM", asset_class="etf", active=False)  # deactivated since the plan
+    make_symbol(pinned_db, "MSFT", timeframes=["1h"])  # moved off 1d since the plan
+    make_symbol(pinned_db, "BTC", asset_class="crypto")  # not a stocks symbol
+    for symbol in ("AAPL", "IWM", "MSFT", "BTC"):
+        make_bars(pinned_db, symbol, [THURSDAY_BAR])
+    body = {
+        "kind": "grouped_daily",
+        "market": "stocks",
+        "window": FRIDAY,
+        "symbols": ["AAPL", "BTC", "IWM", "MSFT"],
+    }
+
+    answer = worker.handle_batch([record("g", body)])
+
+    assert answer == {"batchItemFailures": []}
+    written = pinned_db.execute("SELECT symbol FROM bars WHERE time = %s", (FRIDAY_BAR,))
+    assert [row[0] for row in written] == ["AAPL"]
+    runs = pinned_db.execute("SELECT symbol, status, range_start, range_end FROM backfill_runs")
+    assert runs.fetchall() == [("AAPL", "completed", date(2025, 11, 20), date(2025, 11, 21))]
+    assert ledger(pinned_db, "stocks") == (True, 1, None)
+
+
+def test_a_split_since_the_last_backfill_turns_a_grouped_day_into_a_full_range_backfill(
+    pinned_db: db.Connection, simulator: PolygonSimulator
+) -> None:
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", [THURSDAY_BAR])
+    backfill_repository.mark_completed(
+        pinned_db,
+        symbol="AAPL",
+        timeframe="1d",
+        run_id=1,
+        finished_at=datetime(2025, 11, 20, 23, tzinfo=UTC),
+    )
+    simulator.add_split("AAPL", date(2025, 11, 21), 1, 4)
+    simulator.clear_log()
+    body = {"kind": "grouped_daily", "market": "stocks", "window": FRIDAY, "symbols": ["AAPL"]}
+
+    answer = worker.handle_batch([record("g", body)])
+
+    assert answer == {"batchItemFailures": []}
+    # The grouped answer holds one day; every earlier adjusted price changed with the split,
+    # so the unit is fetched whole from the range endpoint instead.
+    (full_range,) = [r.path for r in simulator.requests if r.path.startswith("/v2/aggs/ticker/")]
+    assert full_range.startswith("/v2/aggs/ticker/AAPL/range/1/day/2020-")
+    assert full_range.endswith(f"/{FRIDAY}")
+    written, full = pinned_db.execute(
+        "SELECT bars_written, range_start < '2021-01-01' FROM backfill_runs WHERE symbol = 'AAPL'"
+    ).fetchone() or (0, False)
+    assert full
+    assert written > 1000  # five years of sessions, the stored Thursday bar rewritten among them
 
 
 def test_the_grouped_bar_is_the_same_bar_the_range_endpoint_gives(

@@ -4,9 +4,13 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from chalicelib.backfill.calendar import (
+from chalicelib.market.calendar import (
+    NEW_YORK,
+    daily_bar_start,
     expected_sessions,
     is_trading_day,
+    market_date,
+    market_zone,
     session_bounds_utc,
     trading_days,
 )
@@ -128,3 +132,28 @@ def test_expected_sessions_for_crypto_are_every_day() -> None:
 def test_expected_sessions_reject_an_unknown_asset_class() -> None:
     with pytest.raises(ValueError, match="unknown asset class 'forex'"):
         expected_sessions("forex", date(2024, 1, 1), date(2024, 1, 2))
+
+
+@pytest.mark.parametrize(
+    ("moment", "asset_class", "day"),
+    [
+        # 02:30 UTC on a Tuesday is still Monday evening in New York.
+        (datetime(2024, 3, 5, 2, 30, tzinfo=UTC), "stock", date(2024, 3, 4)),
+        (datetime(2024, 3, 5, 2, 30, tzinfo=UTC), "etf", date(2024, 3, 4)),
+        (datetime(2024, 3, 5, 2, 30, tzinfo=UTC), "crypto", date(2024, 3, 5)),
+        # A stock's daily bar starts at midnight New York: 04:00 UTC in summer.
+        (datetime(2024, 7, 1, 4, 0, tzinfo=UTC), "stock", date(2024, 7, 1)),
+        (datetime(2024, 7, 1, 3, 59, tzinfo=UTC), "stock", date(2024, 6, 30)),
+    ],
+)
+def test_the_market_date_is_new_york_s_for_stocks_and_utc_s_for_crypto(
+    moment: datetime, asset_class: str, day: date
+) -> None:
+    assert market_date(moment, asset_class) == day
+    assert str(market_zone(asset_class)) == ("UTC" if asset_class == "crypto" else NEW_YORK.key)
+
+
+def test_a_daily_bar_starts_at_the_market_s_midnight() -> None:
+    assert daily_bar_start(date(2024, 7, 1), "stocks") == datetime(2024, 7, 1, 4, tzinfo=UTC)
+    assert daily_bar_start(date(2024, 12, 2), "stocks") == datetime(2024, 12, 2, 5, tzinfo=UTC)
+    assert daily_bar_start(date(2024, 7, 1), "crypto") == datetime(2024, 7, 1, tzinfo=UTC)

@@ -1,11 +1,15 @@
-"""The one symbol normaliser."""
+"""The one symbol normaliser, and the way from a stored symbol to Polygon's ticker and back."""
 
 from __future__ import annotations
 
 import pytest
 
 from chalicelib.errors import BadRequest
-from chalicelib.symbols.models import normalize_symbol
+from chalicelib.market.tickers import (
+    normalize_symbol,
+    provider_ticker,
+    symbol_from_provider_ticker,
+)
 
 
 @pytest.mark.parametrize(
@@ -65,3 +69,23 @@ def test_bad_symbols_are_refused(raw: str) -> None:
 def test_unknown_asset_class_is_refused() -> None:
     with pytest.raises(BadRequest, match="asset_class"):
         normalize_symbol("AAPL", "bond")
+
+
+@pytest.mark.parametrize(
+    ("symbol", "asset_class", "expected"),
+    [
+        ("BTC", "crypto", "X:BTCUSD"),
+        ("BTC-USD", "crypto", "X:BTCUSD"),
+        ("eth", "crypto", "X:ETHUSD"),
+        ("X:SOLUSD", "crypto", "X:SOLUSD"),
+        ("BRK.B", "stock", "BRK.B"),
+        ("SPY", "etf", "SPY"),
+    ],
+)
+def test_provider_ticker(symbol: str, asset_class: str, expected: str) -> None:
+    assert provider_ticker(symbol, asset_class) == expected
+
+
+def test_symbol_from_provider_ticker() -> None:
+    assert symbol_from_provider_ticker("X:BTCUSD") == "BTC"
+    assert symbol_from_provider_ticker("BRK.B") == "BRK.B"

@@ -1,7 +1,10 @@
-"""Trading calendar: which days have a session, and when a session opens and closes.
+"""Trading calendar: which days have a session, when a session opens and closes, and which
+calendar day a moment belongs to in each market.
 
 Stocks and ETFs trade on NYSE sessions (the `holidays` package's NYSE calendar, which includes
 one-off closures such as national days of mourning); crypto trades every UTC calendar day.
+Polygon stamps a stock's daily bar at midnight New York time and a crypto daily bar at midnight
+UTC, so "the day of a bar" is New York's date for the one and UTC's for the other.
 
 Early closes (13:00 on the day after Thanksgiving, on Christmas Eve and around Independence
 Day) are not modelled: every session is treated as 09:30-16:00 America/New_York. They change
@@ -10,16 +13,18 @@ no day's status, only where its last intraday bars stop.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cache
 from zoneinfo import ZoneInfo
+
+from chalicelib.market.tickers import MARKET_ASSET_CLASSES, Market
 
 NEW_YORK = ZoneInfo("America/New_York")
 SESSION_OPEN = time(9, 30)
 SESSION_CLOSE = time(16, 0)
 
-SESSION_ASSET_CLASSES = frozenset({"stock", "etf"})
-ROUND_THE_CLOCK_ASSET_CLASSES = frozenset({"crypto"})
+SESSION_ASSET_CLASSES = frozenset(MARKET_ASSET_CLASSES["stocks"])
+ROUND_THE_CLOCK_ASSET_CLASSES = frozenset(MARKET_ASSET_CLASSES["crypto"])
 
 _SATURDAY = 5
 
@@ -62,6 +67,25 @@ def expected_sessions(asset_class: str, start: date, end: date) -> list[date]:
     if asset_class in ROUND_THE_CLOCK_ASSET_CLASSES:
         return list(_each_day(start, end))
     raise ValueError(f"unknown asset class {asset_class!r}; expected stock, etf or crypto")
+
+
+def market_zone(asset_class: str) -> tzinfo:
+    """The zone whose calendar day is a bar's trading day: New York for stocks and ETFs, UTC
+    for crypto."""
+    return NEW_YORK if asset_class in SESSION_ASSET_CLASSES else UTC
+
+
+def market_date(moment: datetime, asset_class: str) -> date:
+    """The trading day of a bar start: New York's date for stocks and ETFs, UTC's for crypto."""
+    return moment.astimezone(market_zone(asset_class)).date()
+
+
+def daily_bar_start(day: date, market: Market) -> datetime:
+    """Where the range endpoint puts the daily bar of market date `day`: midnight New York for
+    stocks, midnight UTC for crypto."""
+    # Every asset class of a market shares its zone.
+    zone = market_zone(MARKET_ASSET_CLASSES[market][0])
+    return datetime.combine(day, time(0), tzinfo=zone)
 
 
 def _each_day(start: date, end: date) -> list[date]:
