@@ -87,6 +87,9 @@ class Operation(msgspec.Struct, frozen=True):
     # The body of this route's errors, when it is not the one error body (the
     # Polygon-compatible routes answer in Polygon's).
     error_body: Any = None
+    # False for a route that is served but is not part of the API (the HTML pages and their
+    # files): declared like the others, left out of the document.
+    listed: bool = True
 
     @property
     def key(self) -> tuple[str, str]:
@@ -129,12 +132,19 @@ def undeclared_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str
     return [key for key in served_routes(routes) if key not in declared]
 
 
+def unlisted_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Routes declared as served but not part of the API document (`listed=False`)."""
+    return sorted(key for key, op in declared_operations(routes).items() if not op.listed)
+
+
 def build_document(
     routes: Mapping[str, Mapping[str, Any]], *, server_url: str | None = None
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for the routes an app serves, in path order."""
     declared = declared_operations(routes)
-    operations = [declared[key] for key in served_routes(routes) if key in declared]
+    operations = [
+        declared[key] for key in served_routes(routes) if key in declared and declared[key].listed
+    ]
     schema_types, index = _collect_types(operations)
     refs, components = msgspec.json.schema_components(
         schema_types, ref_template="#/components/schemas/{name}"

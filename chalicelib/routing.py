@@ -46,6 +46,7 @@ def route(
     path_parameters: Mapping[str, str] | None = None,
     uses_database: bool = True,
     error_body: Any = None,
+    listed: bool = True,
 ) -> Callable[[F], F]:
     """Declare the decorated view as `method path`.
 
@@ -54,6 +55,8 @@ def route(
     body that is not `body_required` may be absent; the view then gets the model's defaults.
     `response`, `status` and `errors` describe the answers for the document; `error_body` is
     the model of the error answers when the route's errors are not in the one error body.
+    `listed=False` serves a route that is not part of the API (a page): it stays out of the
+    document.
     """
     op = Operation(
         method=method.upper(),
@@ -71,6 +74,7 @@ def route(
         path_parameters=dict(path_parameters or {}),
         uses_database=uses_database,
         error_body=error_body,
+        listed=listed,
     )
 
     if body is not None and not body_required:

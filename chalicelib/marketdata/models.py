@@ -77,19 +77,40 @@ class HistoricalPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+class TimeframeBackfill(msgspec.Struct, frozen=True):
+    """Where one tracked timeframe's backfill stands: `pending` (never run), `in_progress`,
+    `completed` or `failed` (with the last failure's error, cleared by the next success)."""
+
+    status: str
+    last_backfill: UtcDateTime | None
+    last_error: str | None
+
+
 class SymbolSummary(msgspec.Struct, frozen=True):
-    """An active symbol as readers see it: what is tracked and which bars exist."""
+    """An active symbol as readers see it: what is tracked, which bars exist, and each tracked
+    timeframe's backfill."""
 
     symbol: str
     asset_class: str
     timeframes: list[str]
     first_bar: UtcDateTime | None
     last_bar: UtcDateTime | None
+    backfill: dict[str, TimeframeBackfill] = msgspec.field(default_factory=dict)
 
 
 class SymbolSummaryList(msgspec.Struct, frozen=True):
     symbols: list[SymbolSummary]
     count: int
+
+
+class TimeframeBackfillRow(msgspec.Struct, frozen=True):
+    """A tracked (symbol, timeframe) of an active symbol and its backfill state."""
+
+    symbol: str
+    timeframe: str
+    status: str
+    last_backfill: datetime | None
+    last_error: str | None
 
 
 class SymbolRange(msgspec.Struct, frozen=True):

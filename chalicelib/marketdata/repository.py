@@ -15,6 +15,7 @@ from chalicelib.marketdata.models import (
     Bar,
     StalestSymbol,
     SymbolRange,
+    TimeframeBackfillRow,
     TimeframeReadiness,
 )
 
@@ -53,7 +54,19 @@ LEFT JOIN LATERAL (
         ORDER BY b.time DESC LIMIT 1
     ) AS l ON true
 ) AS r ON true
-WHERE s.active
+WHERE s.active AND (%(symbol)s::text IS NULL OR s.symbol = %(symbol)s)
+ORDER BY s.symbol
+"""
+
+# Every tracked timeframe of the active symbols (or of one), with its backfill state; one with
+# no backfill_state row yet is pending, as COUNT_ACTIVE_TIMEFRAMES_BY_STATUS counts it.
+SELECT_ACTIVE_TIMEFRAME_BACKFILL = """
+SELECT s.symbol, tf.name AS timeframe, coalesce(st.status, 'pending') AS status,
+       st.last_backfill, st.last_error
+FROM tracked_symbols AS s
+CROSS JOIN LATERAL unnest(s.timeframes) AS tf(name)
+LEFT JOIN backfill_state AS st ON st.symbol = s.symbol AND st.timeframe = tf.name
+WHERE s.active AND (%(symbol)s::text IS NULL OR s.symbol = %(symbol)s)
 ORDER BY s.symbol
 """
 
@@ -135,9 +148,18 @@ def get_bars_page(
     return list(starmap(Bar, rows))
 
 
-def list_active_symbol_ranges(conn: Connection) -> list[SymbolRange]:
+def list_active_symbol_ranges(conn: Connection, *, symbol: str | None = None) -> list[SymbolRange]:
+    """Every active symbol's first and last bar, or only `symbol`'s."""
     with conn.cursor(row_factory=class_row(SymbolRange)) as cur:
-        return cur.execute(SELECT_ACTIVE_SYMBOL_RANGES).fetchall()
+        return cur.execute(SELECT_ACTIVE_SYMBOL_RANGES, {"symbol": symbol}).fetchall()
+
+
+def list_active_timeframe_backfill(
+    conn: Connection, *, symbol: str | None = None
+) -> list[TimeframeBackfillRow]:
+    """The backfill state of every tracked timeframe of the active symbols, or of `symbol`'s."""
+    with conn.cursor(row_factory=class_row(TimeframeBackfillRow)) as cur:
+        return cur.execute(SELECT_ACTIVE_TIMEFRAME_BACKFILL, {"symbol": symbol}).fetchall()
 
 
 def count_active_symbols_by_status(conn: Connection) -> dict[str, int]:

@@ -98,6 +98,8 @@ PATH_VALUES = {
     "{to}": "2025-01-31",
     "{date}": "2025-01-02",
 }
+# The pages' files: served whatever the database does.
+FILES = {"/static/{name}": "console.js", "/static/vendor/{name}": "lightweight-charts.js"}
 
 
 class RouteCall(msgspec.Struct, frozen=True):
@@ -113,6 +115,7 @@ def every_route(seed: Seed) -> list[RouteCall]:
         path = route.replace("{key_id}", str(seed.victim_key_id))
         for parameter, value in PATH_VALUES.items():
             path = path.replace(parameter, value)
+        path = path.replace("{name}", FILES.get(route, ""))
         path += QUERIES.get(route, "")
         for method in methods:
             calls.append(RouteCall(method, route, path, BODIES.get((method, route))))
