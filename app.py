@@ -21,6 +21,10 @@ from chalicelib.openapi_routes import DOCUMENT_PATH
 from chalicelib.openapi_routes import bp as openapi_bp
 from chalicelib.ops import handlers as ops
 from chalicelib.ops.observability import configure_logging
+from chalicelib.pages.routes import PAGE_ROUTES
+from chalicelib.pages.routes import bp as pages_bp
+from chalicelib.polygon_api.routes import bp as polygon_api_bp
+from chalicelib.polygon_api.routes import polygon_error_shape
 from chalicelib.symbols.routes import bp as symbols_bp
 
 app = Chalice(app_name="mdw")
@@ -29,7 +33,9 @@ app.register_blueprint(health_bp)
 app.register_blueprint(keys_bp)
 app.register_blueprint(symbols_bp)
 app.register_blueprint(marketdata_bp)
+app.register_blueprint(polygon_api_bp)
 app.register_blueprint(openapi_bp)
+app.register_blueprint(pages_bp)
 
 
 @app.middleware("http")
@@ -39,11 +45,15 @@ def one_error_body(event: Any, get_response: Any) -> Any:
     return answer_in_one_body(event, get_response, app.routes)
 
 
+# Errors on the Polygon-compatible routes, from every layer below, in Polygon's error shape.
+app.register_middleware(polygon_error_shape, "http")
+
+
 @app.middleware("http")
 def require_current_schema(event: Any, get_response: Any) -> Any:
     """Once per container: refuse to serve (503) until the schema is at this code's version."""
-    # The API document is static: it is served even while the database is unavailable.
-    if event.path not in ("/health", DOCUMENT_PATH):
+    # The API document and the pages are static: served even while the database is unavailable.
+    if event.path not in ("/health", DOCUMENT_PATH, *PAGE_ROUTES):
         try:
             ensure_schema_current()
         except AppError as exc:

@@ -27,8 +27,10 @@ API_VERSION = "1.0.0"
 API_DESCRIPTION = (
     "Validated OHLCV bars for US stocks, ETFs and crypto, backfilled from Polygon.io. "
     "Authenticate with `Authorization: Bearer <key>`; `read` keys reach market data, the "
-    "symbol list and the status, `admin` keys reach everything. Every error has the body "
-    '`{"error": {"code", "message", "details"?}}`.'
+    "symbol list, the status and the Polygon-compatible routes, `admin` keys reach everything. "
+    'Every error has the body `{"error": {"code", "message", "details"?}}`, except on the '
+    "Polygon-compatible routes (`/v2/aggs/…`, `/v3/reference/…`), which answer in Polygon's "
+    '`{"status": "ERROR", "request_id", "error"}`.'
 )
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
@@ -83,6 +85,12 @@ class Operation(msgspec.Struct, frozen=True):
     errors: tuple[int, ...] = ()
     path_parameters: Mapping[str, str] = msgspec.field(default_factory=dict)
     uses_database: bool = True
+    # The body of this route's errors, when it is not the one error body (the
+    # Polygon-compatible routes answer in Polygon's).
+    error_body: Any = None
+    # False for a route that is served but is not part of the API (the HTML pages and their
+    # files): declared like the others, left out of the document.
+    listed: bool = True
     # CSV beside JSON: the success answer may be `text/csv` (with a `Link` header to the next
     # page), chosen by `format=csv` or the `Accept` header.
     serves_csv: bool = False
@@ -128,12 +136,19 @@ def undeclared_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str
     return [key for key in served_routes(routes) if key not in declared]
 
 
+def unlisted_routes(routes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Routes declared as served but not part of the API document (`listed=False`)."""
+    return sorted(key for key, op in declared_operations(routes).items() if not op.listed)
+
+
 def build_document(
     routes: Mapping[str, Mapping[str, Any]], *, server_url: str | None = None
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for the routes an app serves, in path order."""
     declared = declared_operations(routes)
-    operations = [declared[key] for key in served_routes(routes) if key in declared]
+    operations = [
+        declared[key] for key in served_routes(routes) if key in declared and declared[key].listed
+    ]
     schema_types, index = _collect_types(operations)
     refs, components = msgspec.json.schema_components(
         schema_types, ref_template="#/components/schemas/{name}"
@@ -179,7 +194,7 @@ def _collect_types(operations: Iterable[Operation]) -> tuple[list[Any], list[tup
     types: list[Any] = [ErrorBody]
     index: list[tuple[int, str]] = [(-1, "error")]
     for number, op in enumerate(operations):
-        for role in ("query", "body", "response"):
+        for role in ("query", "body", "response", "error_body"):
             value = getattr(op, role)
             if value is not None and not isinstance(value, dict):
                 types.append(value)
@@ -246,10 +261,11 @@ def _operation_object(
             }
         }
     responses: dict[str, Any] = {str(op.status): success}
+    error_schema = schemas.get("error_body", schemas_ref("ErrorBody"))
     for status in _error_statuses(op):
         error: dict[str, Any] = {
             "description": ERROR_DESCRIPTIONS.get(status, "Error."),
-            "content": {"application/json": {"schema": schemas_ref("ErrorBody")}},
+            "content": {"application/json": {"schema": error_schema}},
         }
         if status == 429:
             error["headers"] = {

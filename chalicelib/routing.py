@@ -45,6 +45,8 @@ def route(
     errors: tuple[int, ...] = (),
     path_parameters: Mapping[str, str] | None = None,
     uses_database: bool = True,
+    error_body: Any = None,
+    listed: bool = True,
     serves_csv: bool = False,
 ) -> Callable[[F], F]:
     """Declare the decorated view as `method path`.
@@ -52,8 +54,10 @@ def route(
     `query` and `body` are msgspec models: the request's query string and JSON body are parsed
     into them (a bad one is a 400 before the view runs) and passed as `query=` and `body=`. A
     body that is not `body_required` may be absent; the view then gets the model's defaults.
-    `response`, `status` and `errors` describe the answers for the document; `serves_csv`
-    says the view can also answer `text/csv`.
+    `response`, `status` and `errors` describe the answers for the document; `error_body` is
+    the model of the error answers when the route's errors are not in the one error body.
+    `listed=False` serves a route that is not part of the API (a page): it stays out of the
+    document. `serves_csv` says the view can also answer `text/csv`.
     """
     op = Operation(
         method=method.upper(),
@@ -70,6 +74,8 @@ def route(
         errors=errors,
         path_parameters=dict(path_parameters or {}),
         uses_database=uses_database,
+        error_body=error_body,
+        listed=listed,
         serves_csv=serves_csv,
     )
 

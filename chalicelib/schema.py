@@ -94,6 +94,7 @@ EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
         "flags",
         "updated_at",
     ),
+    "bar_counts": ("symbol", "timeframe", "bars", "validated_bars"),
     "backfill_runs": (
         "id",
         "symbol",
@@ -127,6 +128,7 @@ EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
         "attempts",
         "last_error",
     ),
+    "splits": ("symbol", "execution_date", "split_from", "split_to", "created_at"),
 }
 
 EXPECTED_INDEXES: tuple[str, ...] = (
@@ -141,10 +143,13 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "api_key_audit_refusal_minute_key",
     "tracked_symbols_pkey",
     "bars_pkey",
+    "bar_counts_pkey",
     "backfill_runs_symbol_timeframe_idx",
     "backfill_state_pkey",
     "backfill_plan_messages_pkey",
     "backfill_plan_messages_planned_at_idx",
+    "splits_pkey",
+    "splits_execution_date_idx",
 )
 
 SELECT_COLUMNS = """

@@ -88,19 +88,20 @@ def _quoted_end(sql: str, i: int, *, backslash_escapes: bool) -> int:
     return n
 
 
-def _block_comment_end(sql: str, i: int) -> int:
-    """The index after the (possibly nested) block comment opening at i."""
+def _block_comment_end(sql: str, start: int) -> int:
+    """The index after the (possibly nested) block comment opening at start."""
     depth = 0
     n = len(sql)
-    while i < n:
-        if sql.startswith("/*", i):
+    at = start
+    while at < n:
+        if sql.startswith("/*", at):
             depth += 1
-            i += 2
-        elif sql.startswith("*/", i):
+            at += 2
+        elif sql.startswith("*/", at):
             depth -= 1
-            i += 2
+            at += 2
             if depth == 0:
-                return i
+                return at
         else:
-            i += 1
+            at += 1
     return n

@@ -22,10 +22,19 @@ EXAMPLE_HOST = "$MDW_URL"
 
 # Example values for curl lines: what a reader would plausibly type. The examples run in the
 # order of this document against a fresh `make run` (tests/test_docs_examples.py).
-_EXAMPLE_PATH_VALUES = {"symbol": "AAPL"}
+_EXAMPLE_PATH_VALUES = {
+    "symbol": "AAPL",
+    "ticker": "AAPL",
+    "multiplier": "1",
+    "timespan": "week",
+    "from": "2024-01-02",
+    "to": "2024-03-28",
+    "date": "2024-03-28",
+}
 _EXAMPLE_QUERIES = {
     "/api/v1/historical/{symbol}": "?timeframe=1d&start=2024-01-02&end=2024-03-28",
     "/api/v1/admin/symbols": "?active=true",
+    "/v3/reference/splits": "?ticker=AAPL",
     "/api/v1/latest": "?symbols=AAPL,MSFT,SPY&timeframe=1d",
     "/api/v1/bars": "?symbols=AAPL,MSFT,SPY&timeframe=1d&start=2024-01-02&end=2024-03-28",
 }

@@ -8,6 +8,12 @@ condition negated, ...) and runs the module's tests; a mutant the tests do not n
 touched. Mutants equivalent to the original (no test can tell them apart) are listed in
 EQUIVALENT below with the reason, and left out of the score; docs/TESTING.md records the
 scores. Takes minutes per module: not part of CI.
+
+Each mutant costs one run of the module's tests, so the run is kept short: the tests run with
+the `mutate` Hypothesis profile (a few fixed examples, a failure reported as found rather than
+shrunk: tests/conftest.py), one PostgreSQL server serves every run instead of one started per
+run, and a mutant whose tests take several times as long as the unmutated ones counts as killed
+(it loops: a mutant that never ends is a regression the tests detect).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,7 +40,11 @@ TESTS = {
     "chalicelib/backfill/validation.py": ["tests/backfill/test_validation.py"],
     "chalicelib/keys/access.py": ["tests/keys/test_access.py"],
 }
-TIMEOUT_SECONDS = 120
+# A mutant's tests may run this many times as long as the unmutated tests, and at least
+# MIN_TIMEOUT_SECONDS, before the mutant counts as killed: generous, since the machine may be
+# busy, and far below the hour a looping mutant would otherwise hold the run.
+TIMEOUT_FACTOR = 4
+MIN_TIMEOUT_SECONDS = 20
 
 
 def _copy_checkout(target: Path) -> None:
@@ -49,21 +61,33 @@ def _copy_checkout(target: Path) -> None:
             shutil.copy2(source, destination)
 
 
-def _config(module: str, tests: list[str]) -> str:
-    command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
+def _test_command(tests: list[str]) -> str:
+    return (
+        f"{sys.executable} -m pytest -x -q -p no:cacheprovider --hypothesis-profile=mutate "
+        + " ".join(tests)
+    )
+
+
+def _config(module: str, tests: list[str], timeout: float) -> str:
     return "\n".join(
         [
             "[cosmic-ray]",
             f'module-path = "{module}"',
-            f"timeout = {TIMEOUT_SECONDS}",
+            f"timeout = {timeout:.0f}",
             "excluded-modules = []",
-            f'test-command = "{command}"',
+            f'test-command = "{_test_command(tests)}"',
             "",
             "[cosmic-ray.distributor]",
             'name = "local"',
             "",
         ]
     )
+
+
+def _timed(action: Callable[[], object]) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
 
 
 class Mutant(NamedTuple):
@@ -108,12 +132,23 @@ def main(argv: list[str] | None = None) -> int:
         "--cosmic-ray", dest="bin", required=True, help="folder with the cosmic-ray commands"
     )
     args = parser.parse_args(argv)
-    tools = Path(args.bin)
-    with tempfile.TemporaryDirectory(prefix="mdw-mutate-") as folder:
-        work = Path(folder)
+    tools = Path(args.bin).resolve()  # the commands run in the copy
+    import pgserver  # here, not at the top: importing it warns when no runtime dir is set
+
+    tests = TESTS[args.module]
+    with (
+        tempfile.TemporaryDirectory(prefix="mdw-mutate-") as folder,
+        # One server for the whole run, stopped at its end; each test run creates its
+        # database there (TEST_DATABASE_SERVER_URL, tests/conftest.py).
+        pgserver.get_server(Path(folder) / "pg") as server,
+    ):
+        work = Path(folder) / "checkout"
         _copy_checkout(work)
-        (work / "mutate.toml").write_text(_config(args.module, TESTS[args.module]))
-        env = {**os.environ, "PYTHONPATH": str(work)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(work),
+            "TEST_DATABASE_SERVER_URL": server.get_uri(),
+        }
 
         def run(*command: str) -> str:
             done = subprocess.run(
@@ -121,8 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             return done.stdout
 
+        # The baseline: the unmutated module must pass its tests, and their time sets the
+        # timeout of each mutant's; the faster of two runs, so a moment of load on a shared
+        # machine does not stretch every looping mutant's wait.
+        baseline = min(_timed(lambda: run(*_test_command(tests).split())) for _ in range(2))
+        timeout = max(MIN_TIMEOUT_SECONDS, TIMEOUT_FACTOR * baseline)
+        print(f"{args.module}: tests pass unmutated in {baseline:.1f} s; timeout {timeout:.0f} s")
+        (work / "mutate.toml").write_text(_config(args.module, tests, timeout))
         run(str(tools / "cosmic-ray"), "init", "mutate.toml", "session.sqlite")
-        run(str(tools / "cosmic-ray"), "baseline", "mutate.toml")
         run(str(tools / "cosmic-ray"), "exec", "mutate.toml", "session.sqlite")
         mutants = _mutants(
             run(str(tools / "cosmic-ray"), "dump", "session.sqlite"), work / args.module
@@ -227,14 +268,64 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
             "if ch == quote:",
         ): "one-character strings are one object each in CPython",
         (
+            "core/ReplaceBinaryOperator_Add_FloorDiv",
+            "i = n if end == -1 else end + 1",
+        ): "end // 1 is end: as for Add_Mul",
+        (
+            "core/ReplaceBinaryOperator_Add_BitOr",
+            "i = n if end == -1 else end + 1",
+        ): "end | 1 is end + 1 or end: the newline is read next either way, as whitespace",
+        ("core/NumberReplacer", "i = n if end == -1 else end + 1", 3): (
+            "end + 0: as for Add_Mul"
+        ),
+        (
             "core/ReplaceComparisonOperator_Lt_NotEq",
             "while i < n:",
         ): "no step moves the index past n, so it reaches n exactly",
+        ("core/ReplaceComparisonOperator_Lt_NotEq", "while at < n:"): "as for `while i < n:`",
+        ("core/ReplaceComparisonOperator_Lt_LtE", "while at < n:"): (
+            "at n nothing starts: one more step moves past n, and the end is n either way"
+        ),
         (
             "core/ReplaceComparisonOperator_Eq_GtE",
             'elif ch == "$" and not _continues_word(sql, i) and '
             "(tag := _DOLLAR_TAG.match(sql, i)):",
         ): "the tag pattern itself must match a $ at that position",
+        (
+            "core/ReplaceComparisonOperator_Eq_LtE",
+            "i = n if end == -1 else end + len(tag.group(0))",
+        ): "find returns -1 or an index: <= -1 is == -1",
+        (
+            "core/ReplaceComparisonOperator_Eq_LtE",
+            'elif ch == "$" and not _continues_word(sql, i) and '
+            "(tag := _DOLLAR_TAG.match(sql, i)):",
+        ): "as for Eq_GtE",
+        ("core/ReplaceComparisonOperator_Eq_LtE", "if depth == 0:"): (
+            "the opening /* raises the depth before any */ lowers it: it never goes below 0"
+        ),
+        ("core/ReplaceComparisonOperator_Gt_NotEq", "return i > 0 and _is_word_char(sql[i - 1])"): (
+            "an index is never negative: > 0 is != 0"
+        ),
+        (
+            "core/ReplaceComparisonOperator_Gt_NotEq",
+            'return quote > 0 and sql[quote - 1] in "Ee" and not _continues_word(sql, quote - 1)',
+        ): "as for _continues_word",
+        (
+            "core/ReplaceComparisonOperator_Lt_NotEq",
+            "if j + 1 < n and sql[j + 1] == quote:",
+        ): "inside the loop j < n, so j + 1 <= n: < n is != n",
+        ("core/ReplaceComparisonOperator_Eq_Is", "if j + 1 < n and sql[j + 1] == quote:"): (
+            "as for `if ch == quote:`"
+        ),
+        (
+            "core/ReplaceBinaryOperator_Mul_Div",
+            "def _quoted_end(sql: str, i: int, *, backslash_escapes: bool) -> int:",
+        ): "the keyword-only `*` becomes the positional-only `/`: every call passes sql and i "
+        "by position and backslash_escapes by name",
+        ("core/NumberReplacer", "if j + 1 < n and sql[j + 1] == quote:", 0): (
+            "j + 2 < n misses only a doubled quote as the last two characters: closing at the "
+            "first and reopening at the second runs to the end of the text just as well"
+        ),
     },
     "chalicelib/marketdata/cursor.py": {
         (

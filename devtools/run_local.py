@@ -231,7 +231,8 @@ def print_examples(base: str, admin_key: str | None) -> None:
     print('  curl "$MDW_URL/health"')
     auth = '-H "Authorization: Bearer $MDW_KEY"'
     print(f'  curl {auth} "$MDW_URL/api/v1/historical/{EXAMPLE_SYMBOL}?start={start}"')
-    print(f'  curl {auth} "$MDW_URL/api/v1/admin/api-keys"\n')
+    print(f'  curl {auth} "$MDW_URL/api/v1/admin/api-keys"')
+    print(f"  console: {base}/console (sign in with the key); API reference: {base}/docs\n")
 
 
 def prune_stale_handles(pgdata: Path) -> list[int]:

@@ -20,12 +20,26 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import Phase, settings
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from chalicelib import container, db
 from chalicelib.config import PROJECT_ROOT
 from chalicelib.migrations import run_migrations
+
+# Property-based tests take their example count from the profile: `suite` for `make test`;
+# `mutate` for `make mutate` (devtools/mutate.py), which runs a module's tests once per mutant:
+# a few examples, the same for every mutant, and a failure reported as found, not shrunk.
+settings.register_profile("suite", max_examples=200)
+settings.register_profile(
+    "mutate",
+    max_examples=40,
+    derandomize=True,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+)
+settings.load_profile("suite")
 
 # The packaged functions' tests need `make package` first: `make package-test` runs them.
 collect_ignore = [] if os.environ.get("MDW_PACKAGE_DIR") else ["package"]
@@ -38,6 +52,7 @@ DATA_TABLES = (
     "backfill_runs",
     "backfill_state",
     "backfill_plan_messages",
+    "splits",
 )
 
 

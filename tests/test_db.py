@@ -71,25 +71,36 @@ def test_an_open_transaction_is_rolled_back_before_reuse(database_url):
     database.close()
 
 
-def test_threads_get_their_own_connections(database_url):
+def test_threads_holding_connections_at_once_hold_different_ones(database_url):
+    """Eight threads each hold a connection at the same moment (a barrier inside the checkout),
+    round after round: any connection handed to two threads at once shows up as a repeated
+    backend in a round. Between rounds every connection goes back to the pool, so rounds after
+    the first exercise reuse of idle connections, which must be the first round's own."""
     database = db.Database(database_url)
+    threads_count, rounds = 8, 5
     errors: list[BaseException] = []
-    pids: set[int] = set()
+    held: list[list[tuple[int, int]]] = [[] for _ in range(rounds)]
     lock = threading.Lock()
+    all_holding = threading.Barrier(threads_count, timeout=10)
+    all_released = threading.Barrier(threads_count, timeout=10)
 
     def work() -> None:
         try:
-            for _ in range(25):
+            for round_ in range(rounds):
                 with database.connection() as conn, conn.transaction():
                     pid = backend_pid(conn)
+                    with lock:
+                        held[round_].append((id(conn), pid))
+                    all_holding.wait()
                     conn.execute("SELECT pg_sleep(0.001)")
                     assert backend_pid(conn) == pid
-                with lock:
-                    pids.add(pid)
+                all_released.wait()
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
+            all_holding.abort()
+            all_released.abort()
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
+    threads = [threading.Thread(target=work) for _ in range(threads_count)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -97,7 +108,10 @@ def test_threads_get_their_own_connections(database_url):
     database.close()
 
     assert errors == []
-    assert 1 <= len(pids) <= 8
+    for pairs in held:
+        assert len({connection for connection, _ in pairs}) == threads_count
+        assert len({pid for _, pid in pairs}) == threads_count
+    assert all({pid for _, pid in pairs} == {pid for _, pid in held[0]} for pairs in held)
 
 
 def test_a_refused_connection_is_503_naming_nothing_and_logged_without_the_password(caplog):

@@ -707,3 +707,18 @@ def test_every_suppressed_check_says_why(resources: dict[str, Any]) -> None:
         "CKV_AWS_158",
         "CKV_AWS_173",
     }
+
+
+def test_the_pages_are_public_routes_whose_files_ship_in_the_zip_and_are_compressed(
+    resources: dict[str, Any], package: Path
+) -> None:
+    paths = api_body(resources)["paths"]
+    for path in ("/docs", "/console", "/static/{name}", "/static/vendor/{name}"):
+        assert "security" not in paths[path]["get"], path
+    assert "security" in paths["/api/v1/symbols"]["get"]
+    # Text files only (no binary media types needed), gzip-compressed by API Gateway for
+    # clients that accept it.
+    assert properties(resources, "RestAPI")["MinimumCompressionSize"] == 1024
+    shipped = zipfile.ZipFile(package / "deployment.zip").namelist()
+    for name in ("console.html", "console.js", "docs.js", "vendor/lightweight-charts.js"):
+        assert f"chalicelib/pages/static/{name}" in shipped, name

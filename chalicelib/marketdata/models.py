@@ -182,19 +182,40 @@ class LatestRow(msgspec.Struct, frozen=True):
     bar: Bar | None
 
 
+class TimeframeBackfill(msgspec.Struct, frozen=True):
+    """Where one tracked timeframe's backfill stands: `pending` (never run), `in_progress`,
+    `completed` or `failed` (with the last failure's error, cleared by the next success)."""
+
+    status: str
+    last_backfill: UtcDateTime | None
+    last_error: str | None
+
+
 class SymbolSummary(msgspec.Struct, frozen=True):
-    """An active symbol as readers see it: what is tracked and which bars exist."""
+    """An active symbol as readers see it: what is tracked, which bars exist, and each tracked
+    timeframe's backfill."""
 
     symbol: str
     asset_class: str
     timeframes: list[str]
     first_bar: UtcDateTime | None
     last_bar: UtcDateTime | None
+    backfill: dict[str, TimeframeBackfill] = msgspec.field(default_factory=dict)
 
 
 class SymbolSummaryList(msgspec.Struct, frozen=True):
     symbols: list[SymbolSummary]
     count: int
+
+
+class TimeframeBackfillRow(msgspec.Struct, frozen=True):
+    """A tracked (symbol, timeframe) of an active symbol and its backfill state."""
+
+    symbol: str
+    timeframe: str
+    status: str
+    last_backfill: datetime | None
+    last_error: str | None
 
 
 class SymbolRange(msgspec.Struct, frozen=True):
@@ -266,11 +287,18 @@ class SymbolCounts(msgspec.Struct, frozen=True):
 
 
 class PipelineStatus(msgspec.Struct, frozen=True):
-    """`GET /api/v1/status`: how current and how clean the warehouse is."""
+    """`GET /api/v1/status`: how current and how clean the warehouse is. The bar counts are
+    kept per (symbol, timeframe) as bars are written, so the call costs the same however many
+    bars are stored."""
 
     symbols: SymbolCounts
     stalest_symbol: StalestSymbolOut | None
     last_run: BackfillRunOut | None
-    bars: int
-    validated_bars: int
-    validation_rate: float | None
+    bars: Annotated[int, Meta(description="Bars stored, of every symbol and timeframe.")]
+    validated_bars: Annotated[
+        int, Meta(description="Of those, the bars that passed validation (no severe flag).")
+    ]
+    validation_rate: Annotated[
+        float | None,
+        Meta(description="validated_bars / bars, to 6 decimals; null while no bar is stored."),
+    ]

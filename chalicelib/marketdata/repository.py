@@ -18,6 +18,7 @@ from chalicelib.marketdata.models import (
     SymbolBar,
     SymbolRange,
     SymbolReadiness,
+    TimeframeBackfillRow,
     TimeframeReadiness,
 )
 
@@ -70,7 +71,19 @@ LEFT JOIN LATERAL (
         ORDER BY b.time DESC LIMIT 1
     ) AS l ON true
 ) AS r ON true
-WHERE s.active
+WHERE s.active AND (%(symbol)s::text IS NULL OR s.symbol = %(symbol)s)
+ORDER BY s.symbol
+"""
+
+# Every tracked timeframe of the active symbols (or of one), with its backfill state; one with
+# no backfill_state row yet is pending, as COUNT_ACTIVE_TIMEFRAMES_BY_STATUS counts it.
+SELECT_ACTIVE_TIMEFRAME_BACKFILL = """
+SELECT s.symbol, tf.name AS timeframe, coalesce(st.status, 'pending') AS status,
+       st.last_backfill, st.last_error
+FROM tracked_symbols AS s
+CROSS JOIN LATERAL unnest(s.timeframes) AS tf(name)
+LEFT JOIN backfill_state AS st ON st.symbol = s.symbol AND st.timeframe = tf.name
+WHERE s.active AND (%(symbol)s::text IS NULL OR s.symbol = %(symbol)s)
 ORDER BY s.symbol
 """
 
@@ -118,7 +131,11 @@ ORDER BY id DESC
 LIMIT 1
 """
 
-COUNT_BARS = "SELECT count(*), count(*) FILTER (WHERE validated) FROM bars"
+# One row per (symbol, timeframe), kept exact by triggers on bars (migration 0007): the status
+# endpoint reads as many rows as there are units, however many bars they hold.
+COUNT_BARS = """
+SELECT coalesce(sum(bars), 0)::bigint, coalesce(sum(validated_bars), 0)::bigint FROM bar_counts
+"""
 
 
 def get_bars_page(
@@ -151,9 +168,18 @@ def get_bars_page(
     return list(starmap(Bar, rows))
 
 
-def list_active_symbol_ranges(conn: Connection) -> list[SymbolRange]:
+def list_active_symbol_ranges(conn: Connection, *, symbol: str | None = None) -> list[SymbolRange]:
+    """Every active symbol's first and last bar, or only `symbol`'s."""
     with conn.cursor(row_factory=class_row(SymbolRange)) as cur:
-        return cur.execute(SELECT_ACTIVE_SYMBOL_RANGES).fetchall()
+        return cur.execute(SELECT_ACTIVE_SYMBOL_RANGES, {"symbol": symbol}).fetchall()
+
+
+def list_active_timeframe_backfill(
+    conn: Connection, *, symbol: str | None = None
+) -> list[TimeframeBackfillRow]:
+    """The backfill state of every tracked timeframe of the active symbols, or of `symbol`'s."""
+    with conn.cursor(row_factory=class_row(TimeframeBackfillRow)) as cur:
+        return cur.execute(SELECT_ACTIVE_TIMEFRAME_BACKFILL, {"symbol": symbol}).fetchall()
 
 
 def count_active_symbols_by_status(conn: Connection) -> dict[str, int]:
@@ -186,7 +212,7 @@ def get_last_run(conn: Connection) -> BackfillRunRow | None:
 
 
 def count_bars(conn: Connection) -> tuple[int, int]:
-    """(all bars, validated bars)."""
+    """(all bars, validated bars), from the per-unit counts."""
     row = conn.execute(COUNT_BARS).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])

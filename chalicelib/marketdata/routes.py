@@ -1,5 +1,5 @@
-"""Read endpoints (`read` scope): /api/v1/symbols, /api/v1/historical/{symbol}, /api/v1/bars,
-/api/v1/latest, /api/v1/status."""
+"""Read endpoints (`read` scope): /api/v1/symbols, /api/v1/symbols/{symbol},
+/api/v1/historical/{symbol}, /api/v1/bars, /api/v1/latest, /api/v1/status."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from chalicelib.marketdata.models import (
 )
 from chalicelib.marketdata.service import CsvPage
 from chalicelib.routing import route
+from chalicelib.symbols.models import SymbolSummaryDetail
 
 bp = Blueprint(__name__)
 
@@ -43,6 +44,26 @@ CSV_MEDIA_TYPE = "text/csv"
 def list_symbols() -> Response:
     symbols = db.read(service.list_active_symbols)
     return json_response(symbols)
+
+
+@route(
+    bp,
+    "GET",
+    "/api/v1/symbols/{symbol}",
+    summary="An active symbol with each timeframe's backfill and statistics",
+    description="The symbol as `/api/v1/symbols` lists it, with `stats` per timeframe: bar "
+    "count, first and last bar, validation rate, and for `1d` the expected sessions inside the "
+    "stored range that have no bar (`gaps_detected`, `missing_sessions`). 404 for a symbol "
+    "that is not tracked or not active.",
+    scope="read",
+    tag=TAG,
+    response=SymbolSummaryDetail,
+    errors=(404,),
+    path_parameters={"symbol": "Any accepted spelling: `AAPL`, `btc`, `BTC-USD`, `X:BTCUSD`."},
+)
+def show_symbol(symbol: str) -> Response:
+    detail = db.read(lambda conn: service.get_active_symbol(conn, symbol))
+    return json_response(detail)
 
 
 @route(

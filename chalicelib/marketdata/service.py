@@ -35,9 +35,10 @@ from chalicelib.marketdata.models import (
     SymbolReadiness,
     SymbolSummary,
     SymbolSummaryList,
+    TimeframeBackfill,
 )
-from chalicelib.symbols.models import TrackedSymbol
-from chalicelib.symbols.service import resolve_symbol
+from chalicelib.symbols.models import SymbolSummaryDetail, TrackedSymbol
+from chalicelib.symbols.service import get_symbol_detail, resolve_symbol
 
 Connection = db.Connection
 
@@ -207,18 +208,41 @@ def _bars_within(
 
 
 def list_active_symbols(conn: Connection) -> SymbolSummaryList:
-    rows = repository.list_active_symbol_ranges(conn)
-    symbols = [
+    symbols = _active_summaries(conn)
+    return SymbolSummaryList(symbols=symbols, count=len(symbols))
+
+
+def get_active_symbol(conn: Connection, raw: str) -> SymbolSummaryDetail:
+    """One active symbol, by any accepted spelling, with each timeframe's statistics; NotFound
+    for a symbol that is not tracked or no longer active."""
+    tracked = resolve_symbol(conn, raw)
+    summaries = _active_summaries(conn, symbol=tracked.symbol)
+    if not summaries:
+        raise NotFound(f"{tracked.symbol} is not active", details={"symbol": tracked.symbol})
+    summary = summaries[0]
+    stats = get_symbol_detail(conn, tracked.symbol).stats
+    return SymbolSummaryDetail(
+        **{f: getattr(summary, f) for f in summary.__struct_fields__}, stats=stats
+    )
+
+
+def _active_summaries(conn: Connection, *, symbol: str | None = None) -> list[SymbolSummary]:
+    backfill: dict[str, dict[str, TimeframeBackfill]] = {}
+    for state in repository.list_active_timeframe_backfill(conn, symbol=symbol):
+        backfill.setdefault(state.symbol, {})[state.timeframe] = TimeframeBackfill(
+            status=state.status, last_backfill=state.last_backfill, last_error=state.last_error
+        )
+    return [
         SymbolSummary(
             symbol=row.symbol,
             asset_class=row.asset_class,
             timeframes=row.timeframes,
             first_bar=row.first_bar,
             last_bar=row.last_bar,
+            backfill=backfill.get(row.symbol, {}),
         )
-        for row in rows
+        for row in repository.list_active_symbol_ranges(conn, symbol=symbol)
     ]
-    return SymbolSummaryList(symbols=symbols, count=len(symbols))
 
 
 def pipeline_status(conn: Connection) -> PipelineStatus:

@@ -3,7 +3,7 @@ normaliser every entry point uses) is `chalicelib.market.tickers`."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 import msgspec
@@ -11,7 +11,7 @@ from msgspec import Meta
 
 from chalicelib.market.tickers import MAX_RAW_SYMBOL_LENGTH, AssetClass
 from chalicelib.market.timeframes import DEFAULT_TIMEFRAMES, TIMEFRAMES, Timeframe
-from chalicelib.marketdata.models import UtcDateTime
+from chalicelib.marketdata.models import SymbolSummary, UtcDateTime
 
 # --- Requests -------------------------------------------------------------------------------
 
@@ -94,13 +94,15 @@ class TimeframeStats(msgspec.Struct, frozen=True):
     """Quality of one timeframe's stored bars.
 
     `validation_rate` is validated / all (null with no bars); `gaps_detected` counts expected
-    daily sessions inside the stored range with no `1d` bar, so it is null for other timeframes.
+    daily sessions inside the stored range with no `1d` bar, and `missing_sessions` lists them
+    (oldest first), so both are null for other timeframes.
     """
 
     record_count: int
     date_range: DateRange
     validation_rate: float | None
     gaps_detected: int | None
+    missing_sessions: list[date] | None = None
 
 
 class SymbolOut(msgspec.Struct, frozen=True):
@@ -133,6 +135,13 @@ class SymbolOut(msgspec.Struct, frozen=True):
 
 class SymbolDetail(SymbolOut, frozen=True):
     """A tracked symbol with statistics per timeframe (tracked or holding bars)."""
+
+    stats: dict[str, TimeframeStats] = msgspec.field(default_factory=dict)
+
+
+class SymbolSummaryDetail(SymbolSummary, frozen=True):
+    """An active symbol as readers see it, with the statistics of each timeframe (tracked or
+    holding bars)."""
 
     stats: dict[str, TimeframeStats] = msgspec.field(default_factory=dict)
 

@@ -7,7 +7,7 @@ Like every service, these work on the connection their caller gives them and ope
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, cast
 from uuid import uuid4
 
@@ -18,7 +18,7 @@ from chalicelib.config import get_settings
 from chalicelib.errors import NotFound, ServiceUnavailable, Unprocessable
 from chalicelib.market.tickers import normalize_symbol, provider_ticker
 from chalicelib.market.timeframes import TIMEFRAMES, Timeframe
-from chalicelib.marketdata.gaps import count_gaps, daily_bar_zone
+from chalicelib.marketdata.gaps import daily_bar_zone, missing_sessions
 from chalicelib.symbols import repository
 from chalicelib.symbols.models import (
     AddSymbolRequest,
@@ -129,20 +129,22 @@ def get_symbol_detail(conn: Connection, raw: str) -> SymbolDetail:
     stats: dict[str, TimeframeStats] = {}
     for timeframe in _ordered_timeframes([*row.timeframes, *counts]):
         count = counts.get(timeframe)
-        gaps: int | None = None
+        missing: list[date] | None = None
         if timeframe == "1d":
             days = repository.get_daily_bar_days(
                 conn, row.symbol, zone=daily_bar_zone(row.asset_class)
             )
-            gaps = count_gaps(row.asset_class, days)
+            missing = missing_sessions(row.asset_class, days)
+        gaps = None if missing is None else len(missing)
         if count is None:
-            stats[timeframe] = TimeframeStats(0, DateRange(None, None), None, gaps)
+            stats[timeframe] = TimeframeStats(0, DateRange(None, None), None, gaps, missing)
             continue
         stats[timeframe] = TimeframeStats(
             record_count=count.record_count,
             date_range=DateRange(count.first, count.last),
             validation_rate=round(count.validated_count / count.record_count, 6),
             gaps_detected=gaps,
+            missing_sessions=missing,
         )
     base = SymbolOut.from_row(row)
     return SymbolDetail(**{f: getattr(base, f) for f in base.__struct_fields__}, stats=stats)

@@ -108,8 +108,13 @@ def test_full_refetches_from_the_default_depth(cli_env, simulator):
 
     assert result.exit_code == 0, result.output
     first_path = [r.path for r in simulator.requests if r.path.startswith("/v2/aggs/")][0]
-    oldest = cli_env.execute("SELECT min(time) FROM bars WHERE symbol = 'AAPL'").fetchone()[0]
-    assert oldest.date().isoformat() in first_path
+    # The full run's own window, not the first run's oldest bar: the two runs may fall on
+    # either side of UTC midnight, and each window ends on its run's date.
+    start, end = cli_env.execute(
+        "SELECT range_start, range_end FROM backfill_runs WHERE symbol = 'AAPL' ORDER BY id DESC"
+    ).fetchone()
+    assert first_path.endswith(f"/range/1/day/{start.isoformat()}/{end.isoformat()}")
+    assert (end - start).days == 20  # BACKFILL_DEPTH_DAILY_DAYS, set by the fixture
 
 
 @pytest.mark.parametrize(

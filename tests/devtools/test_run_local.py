@@ -73,6 +73,7 @@ def test_make_run_backfills_then_serves_real_bars(laptop, monkeypatch, capsys, t
     assert "backfill: 15 core symbol timeframes to bring up to date" in out
     assert "15 backfilled: 15 completed, 0 failed" in out
     assert f"Serving on http://127.0.0.1:{port}\n" in out
+    assert f"  console: http://127.0.0.1:{port}/console (sign in with the key); " in out
     assert "scheduler: the backfill planner runs every 20 s for stocks and crypto" in out
     assert served["stderr"].count(" completed\n") == 15  # one progress line per unit
     assert served["state"]["url"] == f"http://127.0.0.1:{port}"

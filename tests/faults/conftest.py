@@ -89,6 +89,17 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/admin/symbols/{symbol}"): {"active": True},
 }
 QUERIES = {"/api/v1/historical/{symbol}": "?timeframe=1d&start=2025-01-01&end=2025-01-31"}
+PATH_VALUES = {
+    "{symbol}": "AAPL",
+    "{ticker}": "AAPL",
+    "{multiplier}": "1",
+    "{timespan}": "day",
+    "{from}": "2025-01-01",
+    "{to}": "2025-01-31",
+    "{date}": "2025-01-02",
+}
+# The pages' files: served whatever the database does.
+FILES = {"/static/{name}": "console.js", "/static/vendor/{name}": "lightweight-charts.js"}
 
 
 class RouteCall(msgspec.Struct, frozen=True):
@@ -101,7 +112,10 @@ class RouteCall(msgspec.Struct, frozen=True):
 def every_route(seed: Seed) -> list[RouteCall]:
     calls = []
     for route, methods in sorted(ROUTES.items()):
-        path = route.replace("{key_id}", str(seed.victim_key_id)).replace("{symbol}", "AAPL")
+        path = route.replace("{key_id}", str(seed.victim_key_id))
+        for parameter, value in PATH_VALUES.items():
+            path = path.replace(parameter, value)
+        path = path.replace("{name}", FILES.get(route, ""))
         path += QUERIES.get(route, "")
         for method in methods:
             calls.append(RouteCall(method, route, path, BODIES.get((method, route))))

@@ -11,6 +11,7 @@ import pytest
 
 from chalicelib import db
 from chalicelib.config import Settings
+from chalicelib.pages.routes import PAGE_ROUTES
 from tests.faults.conftest import (
     BOUND_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
@@ -73,12 +74,15 @@ def wait_until_served(app: AppServer, seed: Seed, *, within: float) -> float:
     raise AssertionError(f"not served again within {within} s")
 
 
+STATIC_ROUTES = ("/openapi.json", *PAGE_ROUTES)
+
+
 def assert_unavailable_within_bound(
     postgres: FaultyPostgres, calls: list[RouteCall], answers: list[Answer]
 ) -> None:
     for route_call, answer in zip(calls, answers, strict=True):
         where = f"{route_call.method} {route_call.route}"
-        if route_call.route == "/openapi.json":  # static: served without the database
+        if route_call.route in STATIC_ROUTES:  # served without the database
             assert answer.status == 200, where
             continue
         assert answer.status == 503, (where, answer.status, answer.raw)
@@ -89,6 +93,11 @@ def assert_unavailable_within_bound(
             assert body["error"]["code"] == "database_unavailable", where
             assert body["error"]["details"]["database"] == "unreachable", where
             body = {"error": {k: v for k, v in body["error"].items() if k != "details"}}
+        if route_call.route.startswith(("/v2/", "/v3/")):
+            # The Polygon-compatible routes answer in Polygon's error shape, same words.
+            assert body["status"] == "ERROR", where
+            assert set(body) == {"status", "request_id", "error"}, where
+            body = {"error": {"code": "database_unavailable", "message": body["error"]}}
         assert body in (UNAVAILABLE, NO_ANSWER), (where, body)
         for secret in ("127.0.0.1", str(postgres.port), "app", "mdw", "Pa55"):
             assert secret not in answer.raw.decode(), (where, secret)

@@ -97,7 +97,8 @@ def clear_of_a_minute_boundary(margin: float = 3.0) -> None:
     import time
     from datetime import UTC, datetime
 
-    second = datetime.now(UTC).second + datetime.now(UTC).microsecond / 1e6
+    now = datetime.now(UTC)  # one reading: two could straddle a second
+    second = now.second + now.microsecond / 1e6
     if second > 60 - margin:
         time.sleep(60 - second + 0.05)
 

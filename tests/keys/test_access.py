@@ -65,6 +65,11 @@ def test_credential_for_tells_the_current_key_from_the_previous_one():
         (["admin"], "/api/v1/admin/api-keys", True),
         (["read", "admin"], "/api/v1/historical/{symbol}", True),
         (["read"], "/api/v1/administrators", True),  # only the admin prefix is admin-only
+        # The Polygon-compatible read routes sit outside /api/v1 and are read routes.
+        (["read"], "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}", True),
+        (["read"], "/v2/aggs/grouped/locale/us/market/stocks/{date}", True),
+        (["read"], "/v2/aggs/grouped/locale/global/market/crypto/{date}", True),
+        (["read"], "/v3/reference/splits", True),
     ],
 )
 def test_reaches_route(scopes, route, reaches):

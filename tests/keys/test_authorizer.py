@@ -233,12 +233,22 @@ def test_the_token_event_of_a_read_key_lists_no_admin_route(client, pinned_db):
     resources = allowed_resources(payload)
     assert payload["context"]["scopes"] == "read"
     base = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/api/*"
+    # The pages and /health are public: listed, but no request to them asks the authorizer.
     assert sorted(resources) == [
         f"{base}/api/v1/historical/*",
         f"{base}/api/v1/status",
         f"{base}/api/v1/symbols",
+        f"{base}/api/v1/symbols/*",
+        f"{base}/console",
+        f"{base}/docs",
         f"{base}/health",
         f"{base}/openapi.json",
+        f"{base}/static/*",
+        f"{base}/static/vendor/*",
+        f"{base}/v2/aggs/grouped/locale/global/market/crypto/*",
+        f"{base}/v2/aggs/grouped/locale/us/market/stocks/*",
+        f"{base}/v2/aggs/ticker/*/range/*/*/*/*",
+        f"{base}/v3/reference/splits",
     ]
 
 

@@ -313,6 +313,12 @@ def test_symbols_lists_active_symbols_with_first_and_last_bar(
     make_symbol(pinned_db, "OLD", active=False)
     make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 3))
     make_bars(pinned_db, "AAPL", [datetime(2024, 1, 5, 15, tzinfo=UTC)], timeframe="1h")
+    set_backfill_state(pinned_db, "AAPL", "1d", "completed", datetime(2024, 1, 6, tzinfo=UTC))
+    set_backfill_state(pinned_db, "AAPL", "1m", "completed")  # no longer tracked
+    pinned_db.execute(
+        "INSERT INTO backfill_state (symbol, timeframe, status, last_error)"
+        " VALUES ('AAPL', '1h', 'failed', 'provider said <no>')"
+    )
 
     response = get(client, "/api/v1/symbols", reader)
 
@@ -325,6 +331,18 @@ def test_symbols_lists_active_symbols_with_first_and_last_bar(
                 "timeframes": ["1d", "1h"],
                 "first_bar": "2024-01-01T05:00:00Z",
                 "last_bar": "2024-01-05T15:00:00Z",
+                "backfill": {
+                    "1d": {
+                        "status": "completed",
+                        "last_backfill": "2024-01-06T00:00:00Z",
+                        "last_error": None,
+                    },
+                    "1h": {
+                        "status": "failed",
+                        "last_backfill": None,
+                        "last_error": "provider said <no>",
+                    },
+                },
             },
             {
                 "symbol": "ETH",
@@ -332,10 +350,87 @@ def test_symbols_lists_active_symbols_with_first_and_last_bar(
                 "timeframes": ["1d"],
                 "first_bar": None,
                 "last_bar": None,
+                # Just added: no backfill_state row yet.
+                "backfill": {
+                    "1d": {"status": "pending", "last_backfill": None, "last_error": None}
+                },
             },
         ],
         "count": 2,
     }
+
+
+# --- /api/v1/symbols/{symbol} ------------------------------------------------------------------
+
+
+def test_symbol_shows_backfill_stats_and_the_missing_daily_sessions(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    make_symbol(pinned_db, "AAPL", timeframes=["1d", "1h"])
+    make_symbol(pinned_db, "MSFT")
+    # Tue 2 Jan to Mon 8 Jan 2024 with Thursday the 4th missing; the weekend is no gap.
+    days = [date(2024, 1, d) for d in (2, 3, 5, 8)]
+    make_bars(
+        pinned_db,
+        "AAPL",
+        [datetime(d.year, d.month, d.day, 5, tzinfo=UTC) for d in days],
+        validated=[True, True, True, False],
+    )
+    make_bars(pinned_db, "MSFT", daily_times(date(2024, 1, 2), 2))
+    set_backfill_state(pinned_db, "AAPL", "1d", "completed", datetime(2024, 1, 9, tzinfo=UTC))
+
+    response = get(client, "/api/v1/symbols/aapl", reader)
+
+    assert response.status_code == 200
+    assert response.json_body == {
+        "symbol": "AAPL",
+        "asset_class": "stock",
+        "timeframes": ["1d", "1h"],
+        "first_bar": "2024-01-02T05:00:00Z",
+        "last_bar": "2024-01-08T05:00:00Z",
+        "backfill": {
+            "1d": {
+                "status": "completed",
+                "last_backfill": "2024-01-09T00:00:00Z",
+                "last_error": None,
+            },
+            "1h": {"status": "pending", "last_backfill": None, "last_error": None},
+        },
+        "stats": {
+            "1d": {
+                "record_count": 4,
+                "date_range": {"first": "2024-01-02T05:00:00Z", "last": "2024-01-08T05:00:00Z"},
+                "validation_rate": 0.75,
+                "gaps_detected": 1,
+                "missing_sessions": ["2024-01-04"],
+            },
+            "1h": {
+                "record_count": 0,
+                "date_range": {"first": None, "last": None},
+                "validation_rate": None,
+                "gaps_detected": None,
+                "missing_sessions": None,
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/api/v1/symbols/NOPE", "NOPE is not a tracked symbol"),
+        ("/api/v1/symbols/OLD", "OLD is not active"),
+    ],
+)
+def test_symbol_that_is_not_tracked_or_not_active_is_404(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], path: str, message: str
+) -> None:
+    make_symbol(pinned_db, "OLD", active=False)
+
+    response = get(client, path, reader)
+
+    assert response.status_code == 404
+    assert response.json_body["error"]["message"] == message
 
 
 # --- /api/v1/status ----------------------------------------------------------------------------

@@ -321,12 +321,14 @@ def test_detail_has_stats_per_timeframe_with_gaps(
             "date_range": {"first": None, "last": None},
             "validation_rate": None,
             "gaps_detected": None,
+            "missing_sessions": None,
         },
         "1d": {
             "record_count": 7,
             "date_range": {"first": "2024-01-02T05:00:00Z", "last": "2024-01-12T05:00:00Z"},
             "validation_rate": round(6 / 7, 6),
             "gaps_detected": 2,
+            "missing_sessions": ["2024-01-04", "2024-01-09"],
         },
     }
 
