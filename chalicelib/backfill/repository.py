@@ -1,5 +1,5 @@
-"""All SQL the backfill runs: bar upserts, run history, per-(symbol, timeframe) state and the
-symbol's roll-up. Functions take a connection and never commit."""
+"""All SQL the backfill runs: bar and split upserts, run history, per-(symbol, timeframe) state
+and the symbol's roll-up. Functions take a connection and never commit."""
 
 from __future__ import annotations
 
@@ -223,6 +223,18 @@ WHERE (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trades, b.validated, 
 """
 
 
+# A split seen again with the same ratio rewrites nothing (re-runs and redelivered messages see
+# the same splits); a corrected ratio from the provider replaces the stored one.
+UPSERT_SPLIT = """
+INSERT INTO splits (symbol, execution_date, split_from, split_to)
+VALUES (%(symbol)s, %(execution_date)s, %(split_from)s, %(split_to)s)
+ON CONFLICT (symbol, execution_date) DO UPDATE
+SET split_from = EXCLUDED.split_from, split_to = EXCLUDED.split_to
+WHERE (splits.split_from, splits.split_to)
+    IS DISTINCT FROM (EXCLUDED.split_from, EXCLUDED.split_to)
+"""
+
+
 def list_active_symbols(conn: Connection) -> list[TrackedSymbol]:
     with conn.cursor(row_factory=class_row(TrackedSymbol)) as cur:
         return cur.execute(SELECT_ACTIVE_SYMBOLS).fetchall()
@@ -318,6 +330,23 @@ def roll_up_symbol_status(conn: Connection, symbol: str) -> None:
     """Recompute tracked_symbols.backfill_status, last_backfill and last_error for `symbol`."""
     conn.execute(LOCK_SYMBOL, {"symbol": symbol})
     conn.execute(ROLL_UP_SYMBOL, {"symbol": symbol})
+
+
+def upsert_split(
+    conn: Connection, *, symbol: str, execution_date: date, split_from: float, split_to: float
+) -> bool:
+    """Record a split of `symbol`, keyed by (symbol, execution date) as the table is. True when
+    a row was inserted or its ratio changed; False when it was already stored as it is."""
+    cursor = conn.execute(
+        UPSERT_SPLIT,
+        {
+            "symbol": symbol,
+            "execution_date": execution_date,
+            "split_from": split_from,
+            "split_to": split_to,
+        },
+    )
+    return cursor.rowcount > 0
 
 
 def upsert_bars(conn: Connection, *, symbol: str, timeframe: str, bars: Iterable[StagedBar]) -> int:

@@ -7,6 +7,9 @@ writes all its bars with its success in one transaction, so a failed run leaves 
 the run's history row is committed on its own, so a failure is still recorded. Re-running is
 idempotent: the same bars upsert to the same rows, and unchanged rows are not rewritten.
 
+Every split a unit learns from the provider is stored in `splits` with its bars, in the same
+transaction (what `GET /v3/reference/splits` serves); a split seen again changes nothing.
+
 Where a unit starts: from the newest stored bar, which is fetched again because it
 may have been partial; for a unit with no bars, from a default depth per timeframe; for a stock
 with a split since its last backfill, from the beginning again, because a split changes every
@@ -48,7 +51,7 @@ from chalicelib.market.tickers import provider_ticker as _provider_ticker
 from chalicelib.market.timeframes import DAILY, DAILY_OR_LONGER, TIMEFRAMES
 
 if TYPE_CHECKING:
-    from chalicelib.polygon import PolygonBar, PolygonClient
+    from chalicelib.polygon import PolygonBar, PolygonClient, Split
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +341,7 @@ def backfill_one(
     run = _Run(symbol, timeframe, client, clock, clock(), client.request_count)
     try:
         state, extent = _begin(conn_source, run)
-        run.window, split_days = _window(
+        run.window, splits = _window(
             client,
             symbol,
             timeframe,
@@ -352,8 +355,9 @@ def backfill_one(
         fetcher = full_client if run.window.full and full_client is not None else client
         bars = _fetch(fetcher, symbol, timeframe, run.window)
         run.fetched = len(bars)
+        split_days = {split.execution_date for split in splits}
         masks = _validate(conn_source, symbol, timeframe, bars, split_days, settings=settings)
-        return _write(conn_source, run, bars, masks)
+        return _write(conn_source, run, bars, masks, splits)
     except Exception as exc:
         return _fail(conn_source, run, describe_error(exc, redact=client.redact))
     finally:
@@ -388,14 +392,14 @@ def _window(
     full: bool,
     end: date,
     settings: Settings,
-) -> tuple[_Window, set[date]]:
-    """The dates to fetch, and the split days inside them (a stock's splits may widen the
-    window to a full re-backfill)."""
+) -> tuple[_Window, list[Split]]:
+    """The dates to fetch, and the stock's splits the provider lists from the window's start
+    (or the last backfill, if earlier) on; they may widen the window to a full re-backfill."""
     window = _plan_window(
         symbol, timeframe, extent=extent, since=since, full=full, end=end, settings=settings
     )
     if symbol.asset_class not in SESSION_ASSET_CLASSES:
-        return window, set()
+        return window, []
     return _check_splits(
         client,
         symbol,
@@ -441,10 +445,10 @@ def _check_splits(
     last_backfill: datetime | None,
     settings: Settings,
     timeframe: str,
-) -> tuple[_Window, set[date]]:
+) -> tuple[_Window, list[Split]]:
     """Ask for the stock's splits once: a split executed since the last backfill widens the
-    window to a full re-backfill, and every split day inside the window exempts that day from
-    the price-jump flag."""
+    window to a full re-backfill (asking again from its new start), and every split day inside
+    the window exempts that day from the price-jump flag."""
     ticker = _provider_ticker(symbol.symbol, symbol.asset_class)
     last_day = market_date(last_backfill, symbol.asset_class) if last_backfill else None
     check_from = min(window.start, last_day) if last_day else window.start
@@ -465,7 +469,7 @@ def _check_splits(
         )
         if window.start < check_from:
             splits = list(client.splits(ticker, since=window.start))
-    return window, {split.execution_date for split in splits}
+    return window, splits
 
 
 def _fetch(
@@ -523,9 +527,14 @@ def _prior_bars(
 
 
 def _write(
-    conn_source: ConnectionSource, run: _Run, bars: Sequence[PolygonBar], masks: Sequence[int]
+    conn_source: ConnectionSource,
+    run: _Run,
+    bars: Sequence[PolygonBar],
+    masks: Sequence[int],
+    splits: Sequence[Split],
 ) -> BackfillResult:
-    """Write the bars, the run's success and the unit's status in one transaction."""
+    """Write the bars, the splits the unit learnt, the run's success and the unit's status in
+    one transaction: a failed unit leaves neither its bars nor its splits behind."""
     # Set by the phases before this one.
     assert run.run_id is not None
     assert run.window is not None
@@ -540,6 +549,14 @@ def _write(
                 for bar, mask in zip(bars, masks, strict=True)
             ),
         )
+        for split in splits:
+            repository.upsert_split(
+                conn,
+                symbol=symbol,
+                execution_date=split.execution_date,
+                split_from=split.split_from,
+                split_to=split.split_to,
+            )
         finished_at = run.clock()
         requests = run.requests()
         repository.finish_run(

@@ -265,7 +265,7 @@ class StalestSymbolOut(msgspec.Struct, frozen=True):
 
 
 class BackfillRunOut(msgspec.Struct, frozen=True):
-    """The most recent backfill run of any symbol and timeframe."""
+    """One backfill run of a symbol and timeframe."""
 
     id: int
     symbol: str
@@ -293,7 +293,13 @@ class PipelineStatus(msgspec.Struct, frozen=True):
 
     symbols: SymbolCounts
     stalest_symbol: StalestSymbolOut | None
-    last_run: BackfillRunOut | None
+    last_run: Annotated[
+        BackfillRunOut | None, Meta(description="The newest run, of any symbol and timeframe.")
+    ]
+    recent_runs: Annotated[
+        list[BackfillRunOut],
+        Meta(description="The newest runs (up to 10), newest first; the first is `last_run`."),
+    ]
     bars: Annotated[int, Meta(description="Bars stored, of every symbol and timeframe.")]
     validated_bars: Annotated[
         int, Meta(description="Of those, the bars that passed validation (no severe flag).")

@@ -123,12 +123,12 @@ ORDER BY last_backfill ASC NULLS FIRST, symbol
 LIMIT 1
 """
 
-SELECT_LAST_RUN = """
+SELECT_RECENT_RUNS = """
 SELECT id, symbol, timeframe, status, started_at, finished_at, bars_written,
        provider_requests, error
 FROM backfill_runs
 ORDER BY id DESC
-LIMIT 1
+LIMIT %(limit)s
 """
 
 # One row per (symbol, timeframe), kept exact by triggers on bars (migration 0007): the status
@@ -206,9 +206,10 @@ def get_stalest_symbol(conn: Connection) -> StalestSymbol | None:
         return cur.execute(SELECT_STALEST_SYMBOL).fetchone()
 
 
-def get_last_run(conn: Connection) -> BackfillRunRow | None:
+def list_recent_runs(conn: Connection, *, limit: int) -> list[BackfillRunRow]:
+    """The newest `limit` backfill runs of any symbol and timeframe, newest first."""
     with conn.cursor(row_factory=class_row(BackfillRunRow)) as cur:
-        return cur.execute(SELECT_LAST_RUN).fetchone()
+        return cur.execute(SELECT_RECENT_RUNS, {"limit": limit}).fetchall()
 
 
 def count_bars(conn: Connection) -> tuple[int, int]:

@@ -45,6 +45,8 @@ Connection = db.Connection
 # Lambda refuses a synchronous response over 6 MB, counted on the proxy envelope in which the
 # JSON body travels as a string: every `"` and `\` in it is escaped to two bytes. The headroom
 # covers the envelope's other fields and headers.
+# How many of the newest backfill runs /api/v1/status lists.
+RECENT_RUNS = 10
 LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
 ENVELOPE_HEADROOM = 16 * 1024
 MAX_RESPONSE_BYTES = LAMBDA_RESPONSE_LIMIT - ENVELOPE_HEADROOM
@@ -248,7 +250,20 @@ def _active_summaries(conn: Connection, *, symbol: str | None = None) -> list[Sy
 def pipeline_status(conn: Connection) -> PipelineStatus:
     by_status = repository.count_active_symbols_by_status(conn)
     stalest = repository.get_stalest_symbol(conn)
-    run = repository.get_last_run(conn)
+    runs = [
+        BackfillRunOut(
+            id=run.id,
+            symbol=run.symbol,
+            timeframe=run.timeframe,
+            status=run.status,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            bars_written=run.bars_written,
+            provider_requests=run.provider_requests,
+            error=run.error,
+        )
+        for run in repository.list_recent_runs(conn, limit=RECENT_RUNS)
+    ]
     total_bars, validated_bars = repository.count_bars(conn)
     return PipelineStatus(
         symbols=SymbolCounts(
@@ -261,21 +276,8 @@ def pipeline_status(conn: Connection) -> PipelineStatus:
             if stalest
             else None
         ),
-        last_run=(
-            BackfillRunOut(
-                id=run.id,
-                symbol=run.symbol,
-                timeframe=run.timeframe,
-                status=run.status,
-                started_at=run.started_at,
-                finished_at=run.finished_at,
-                bars_written=run.bars_written,
-                provider_requests=run.provider_requests,
-                error=run.error,
-            )
-            if run
-            else None
-        ),
+        last_run=runs[0] if runs else None,
+        recent_runs=runs,
         bars=total_bars,
         validated_bars=validated_bars,
         validation_rate=round(validated_bars / total_bars, 6) if total_bars else None,

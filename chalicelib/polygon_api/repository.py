@@ -1,6 +1,7 @@
 """All SQL of the Polygon-compatible read API: stored bars read as they are or resampled into
-larger buckets by PostgreSQL, one day's bar of every tracked symbol, and splits. Reads only;
-functions take a connection and never commit.
+larger buckets by PostgreSQL, one day's bar of every tracked symbol, and splits. Reads only
+(the backfill writes the splits: `backfill/repository.py`); functions take a connection and
+never commit.
 
 The module stands apart from `marketdata/repository.py` because it reads bars in another shape
 (Polygon's fields, epoch milliseconds, buckets computed in SQL) and the splits table, and shares
@@ -286,21 +287,3 @@ def list_splits(
     }
     with conn.cursor(row_factory=class_row(SplitRow)) as cur:
         return cur.execute(query, params).fetchall()
-
-
-def insert_split(
-    conn: Connection, *, symbol: str, execution_date: date, split_from: float, split_to: float
-) -> None:
-    """Record a split (a second one for the same day replaces the ratio)."""
-    conn.execute(
-        "INSERT INTO splits (symbol, execution_date, split_from, split_to) "
-        "VALUES (%(symbol)s, %(execution_date)s, %(split_from)s, %(split_to)s) "
-        "ON CONFLICT (symbol, execution_date) DO UPDATE "
-        "SET split_from = EXCLUDED.split_from, split_to = EXCLUDED.split_to",
-        {
-            "symbol": symbol,
-            "execution_date": execution_date,
-            "split_from": split_from,
-            "split_to": split_to,
-        },
-    )

@@ -287,3 +287,35 @@ def test_symbols_and_states_are_listed_by_symbol(conn):
     ]
     assert [(s.symbol, s.active) for s in named] == [("IWM", False)]
     assert [(s.symbol, s.timeframe, s.status) for s in states] == [("BTC", "1h", "in_progress")]
+
+
+def stored_splits(conn):
+    return conn.execute(
+        "SELECT symbol, execution_date, split_from, split_to, ctid::text FROM splits"
+        " ORDER BY symbol, execution_date"
+    ).fetchall()
+
+
+def test_upsert_split_inserts_once_and_leaves_a_split_seen_again_untouched(conn):
+    split = {"symbol": "AAPL", "execution_date": date(2020, 8, 31), "split_from": 1, "split_to": 4}
+
+    inserted = repository.upsert_split(conn, **split)
+    first = stored_splits(conn)
+    again = repository.upsert_split(conn, **split)
+
+    assert (inserted, again) == (True, False)
+    assert [row[:4] for row in first] == [("AAPL", date(2020, 8, 31), 1.0, 4.0)]
+    assert stored_splits(conn) == first  # not even rewritten: the same tuple
+
+
+def test_upsert_split_takes_a_corrected_ratio_for_the_same_day(conn):
+    repository.upsert_split(
+        conn, symbol="AAPL", execution_date=date(2020, 8, 31), split_from=1, split_to=5
+    )
+
+    changed = repository.upsert_split(
+        conn, symbol="AAPL", execution_date=date(2020, 8, 31), split_from=1, split_to=4
+    )
+
+    assert changed is True
+    assert [row[:4] for row in stored_splits(conn)] == [("AAPL", date(2020, 8, 31), 1.0, 4.0)]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
@@ -12,7 +13,7 @@ from chalicelib.market.calendar import NEW_YORK, trading_days
 from chalicelib.polygon import PolygonBar
 from tests.backfill.conftest import SIM_API_KEY
 from tests.conftest import PinnedConnection
-from tests.factories import make_symbol
+from tests.factories import make_key, make_symbol
 
 # A Friday evening in New York (summer time): the day's session is over.
 NOW = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
@@ -55,6 +56,14 @@ def symbol_status(conn, symbol):
         "SELECT backfill_status, last_backfill, last_error FROM tracked_symbols WHERE symbol = %s",
         (symbol,),
     ).fetchone()
+
+
+def splits_of(conn):
+    """The stored splits, each with its tuple id (an upsert that rewrites a row changes it)."""
+    return conn.execute(
+        "SELECT symbol, execution_date, split_from, split_to, ctid::text FROM splits"
+        " ORDER BY symbol, execution_date"
+    ).fetchall()
 
 
 def aggregate_paths(simulator):
@@ -333,6 +342,7 @@ def test_a_split_since_the_last_backfill_refetches_everything(conn, simulator, p
     for old in first:
         assert after[old[0]][4] == pytest.approx(old[4] / 4, rel=1e-3)
         assert after[old[0]][8] is True
+    assert [row[:4] for row in splits_of(conn)] == [("AAPL", date(2024, 6, 17), 1.0, 4.0)]
 
 
 def test_a_split_before_the_last_backfill_changes_nothing(conn, simulator, polygon):
@@ -346,6 +356,40 @@ def test_a_split_before_the_last_backfill_changes_nothing(conn, simulator, polyg
 
     assert (result.status, result.full, result.bars_written) == ("completed", False, 0)
     assert aggregate_paths(simulator) == ["/v2/aggs/ticker/AAPL/range/1/day/2024-06-14/2024-06-14"]
+
+
+def test_the_splits_a_backfill_learns_are_stored_once_and_served(conn, simulator, polygon, client):
+    make_symbol(conn, "AAPL")
+    source = PinnedConnection(conn)
+    simulator.add_split("AAPL", date(2022, 6, 6), 1, 20)
+    simulator.add_split("AAPL", date(2020, 8, 31), 1, 4)
+    simulator.add_split("MSFT", date(2022, 6, 6), 1, 3)  # not tracked: never asked about
+
+    service.backfill_one(source, polygon, unit(), "1d", now=clock())
+    first = splits_of(conn)
+    simulator.clear_log()
+    # Run again from the beginning, as a redelivered message or `--full` would: every split is
+    # fetched again and none is added or rewritten.
+    again = service.backfill_one(source, polygon, unit(), "1d", full=True, now=clock())
+
+    assert [row[:4] for row in first] == [
+        ("AAPL", date(2020, 8, 31), 1.0, 4.0),
+        ("AAPL", date(2022, 6, 6), 1.0, 20.0),
+    ]
+    assert again.status == "completed"
+    assert [r.query["ticker"] for r in simulator.requests if r.path == "/v3/reference/splits"] == [
+        "AAPL"
+    ]
+    assert splits_of(conn) == first
+
+    reader = {"Authorization": f"Bearer {make_key(conn).raw_key}"}
+    response = client.http.get("/v3/reference/splits?ticker=AAPL&order=desc", headers=reader)
+    served = json.loads(response.body)
+    assert response.status_code == 200
+    assert [
+        (s["ticker"], s["execution_date"], s["split_from"], s["split_to"])
+        for s in served["results"]
+    ] == [("AAPL", "2022-06-06", 1, 20), ("AAPL", "2020-08-31", 1, 4)]
 
 
 def test_delayed_data_is_accepted(conn, simulator, polygon):
@@ -362,6 +406,7 @@ def test_a_failed_write_stores_no_bar_and_records_the_failure(
     conn, simulator, polygon, monkeypatch
 ):
     make_symbol(conn, "AAPL")
+    simulator.add_split("AAPL", date(2022, 6, 6), 1, 20)
     real_upsert = repository.upsert_bars
 
     def upsert_then_fail(connection, **kwargs):
@@ -376,6 +421,7 @@ def test_a_failed_write_stores_no_bar_and_records_the_failure(
     assert result.status == "failed"
     assert result.error == "database: division by zero"
     assert bar_count(conn, "AAPL") == 0
+    assert splits_of(conn) == []  # written with the bars, so rolled back with them
     assert runs_of(conn, "AAPL")[0][1:2] + runs_of(conn, "AAPL")[0][4:] == (
         "failed",
         0,

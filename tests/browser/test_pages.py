@@ -202,6 +202,15 @@ def test_the_overview_grid_shows_each_timeframes_backfill(tab: Tab, server: Serv
     assert len(expected) >= 10
     assert page.locator("#card-symbols .big").inner_text() == str(status["symbols"]["total"])
     assert page.locator("#card-stalest .big").inner_text() == status["stalest_symbol"]["symbol"]
+    runs = [
+        [cell.inner_text() for cell in row.locator("td").all()[:4]]
+        for row in page.locator("#recent-runs tbody tr").all()
+    ]
+    assert runs == [
+        [run["symbol"], run["timeframe"], run["status"].replace("_", " "), str(run["bars_written"])]
+        for run in status["recent_runs"]
+    ]
+    assert len(runs) >= 2
     screenshot(tab, "console-overview")
 
     # A symbol tracked meanwhile appears, pending, at the next refresh, without a reload.

@@ -480,9 +480,31 @@ def test_status_reports_backfill_states_stalest_symbol_last_run_and_validation(
     assert body["last_run"]["symbol"] == "TSLA"
     assert body["last_run"]["status"] == "failed"
     assert body["last_run"]["error"] == "boom"
+    assert [(r["symbol"], r["status"], r["error"]) for r in body["recent_runs"]] == [
+        ("TSLA", "failed", "boom"),
+        ("AAPL", "completed", None),
+    ]
+    assert body["recent_runs"][0] == body["last_run"]
     assert body["bars"] == 4
     assert body["validated_bars"] == 3
     assert body["validation_rate"] == 0.75
+
+
+def test_status_lists_the_ten_newest_runs(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    pinned_db.execute(
+        """
+        INSERT INTO backfill_runs (symbol, timeframe, status, started_at, bars_written,
+                                   provider_requests)
+        SELECT 'AAPL', '1d', 'completed', timestamptz '2024-03-01' + n * interval '1 hour', n, 1
+        FROM generate_series(1, 12) AS n
+        """
+    )
+
+    runs = get(client, "/api/v1/status", reader).json_body["recent_runs"]
+
+    assert [run["bars_written"] for run in runs] == [12, 11, 10, 9, 8, 7, 6, 5, 4, 3]
 
 
 def test_status_counts_every_tracked_timeframe_pending_included(
@@ -514,6 +536,7 @@ def test_status_on_an_empty_warehouse(
         "symbols": {"total": 0, "by_backfill_status": {}, "timeframes_by_backfill_status": {}},
         "stalest_symbol": None,
         "last_run": None,
+        "recent_runs": [],
         "bars": 0,
         "validated_bars": 0,
         "validation_rate": None,

@@ -210,6 +210,40 @@ def test_a_grouped_message_writes_the_day_for_its_symbols_only(
     assert ledger(pinned_db, "stocks") == (True, 1, None)
 
 
+def test_a_grouped_message_stores_the_bulk_splits_of_its_symbols_only(
+    pinned_db: db.Connection, simulator: PolygonSimulator
+) -> None:
+    for symbol in ("AAPL", "MSFT", "NVDA"):
+        make_symbol(pinned_db, symbol)
+        make_bars(pinned_db, symbol, [THURSDAY_BAR])
+    simulator.add_split("AAPL", date(2025, 11, 21), 1, 4)
+    simulator.add_split("MSFT", date(2025, 11, 20), 10, 1)
+    simulator.add_split("NVDA", date(2025, 11, 21), 1, 2)  # tracked, but not in this message
+    simulator.add_split("TSLA", date(2025, 11, 21), 1, 3)  # not tracked
+    simulator.clear_log()
+    body = {
+        "kind": "grouped_daily",
+        "market": "stocks",
+        "window": FRIDAY,
+        "symbols": ["AAPL", "MSFT"],
+    }
+
+    answer = worker.handle_batch([record("g", body)])
+    again = worker.handle_batch([record("g2", body)])  # the same message delivered again
+
+    assert answer == again == {"batchItemFailures": []}
+    # One bulk lookup for the whole message (no ticker named), not one per symbol.
+    lookups = [r.query for r in simulator.requests if r.path == "/v3/reference/splits"]
+    assert [lookup.get("ticker") for lookup in lookups] == [None]
+    stored = pinned_db.execute(
+        "SELECT symbol, execution_date, split_from, split_to FROM splits ORDER BY symbol"
+    ).fetchall()
+    assert stored == [
+        ("AAPL", date(2025, 11, 21), 1.0, 4.0),
+        ("MSFT", date(2025, 11, 20), 10.0, 1.0),
+    ]
+
+
 def test_a_grouped_message_skips_symbols_that_may_no_longer_run(
     pinned_db: db.Connection, simulator: PolygonSimulator
 ) -> None:

@@ -19,9 +19,9 @@ from massive import RESTClient
 from massive.exceptions import BadResponse
 
 from chalicelib import container, db
+from chalicelib.backfill import repository as backfill_repository
 from chalicelib.backfill.service import backfill_one
 from chalicelib.polygon import PolygonClient
-from chalicelib.polygon_api import repository
 from devtools.local_server import LocalServer, bind
 from devtools.polygon_sim import PolygonSimulator
 from tests.conftest import truncate_data
@@ -80,7 +80,7 @@ def warehouse(database_url: str) -> Iterator[Warehouse]:
             ("TSLA", date(2022, 8, 25), 1, 3),
             ("GE", date(2021, 8, 2), 8, 1),
         ]:
-            repository.insert_split(
+            backfill_repository.upsert_split(
                 conn, symbol=symbol, execution_date=day, split_from=split_from, split_to=split_to
             )
     with (

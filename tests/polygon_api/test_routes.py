@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from chalicelib import db
-from chalicelib.polygon_api import repository
+from chalicelib.backfill import repository as backfill_repository
 from tests.factories import daily_times, make_bars, make_key, make_symbol
 
 NY_MIDNIGHT_2024_01_02 = 1704171600000  # 2024-01-02 00:00 New York (05:00 UTC), in ms
@@ -300,7 +300,7 @@ def test_splits_are_filtered_ordered_and_paged(client, pinned_db, reader):
         ("AAPL", date(2014, 6, 9), 1, 7),
         ("GE", date(2021, 8, 2), 8, 1),
     ]:
-        repository.insert_split(
+        backfill_repository.upsert_split(
             pinned_db, symbol=symbol, execution_date=day, split_from=split_from, split_to=split_to
         )
 

@@ -297,9 +297,15 @@
   function overview(token) {
     var cards = el("section", { class: "cards", id: "overview-cards" });
     var grid = el("section", { id: "overview-grid-box" });
+    var runs = el("section", { id: "overview-runs" });
     var updated = el("p", { class: "muted", id: "overview-updated" });
     var failure = el("div");
-    view.append(el("h1", { text: "Overview" }), cards, el("h2", { text: "Backfill by symbol and timeframe" }), grid, updated, failure);
+    view.append(
+      el("h1", { text: "Overview" }), cards,
+      el("h2", { text: "Backfill by symbol and timeframe" }), grid,
+      el("h2", { text: "Recent backfill runs" }), runs,
+      updated, failure
+    );
 
     function load() {
       return Promise.all([api("GET", "api/v1/status"), api("GET", "api/v1/symbols")]).then(
@@ -308,6 +314,7 @@
           clear(failure);
           renderCards(cards, answers[0].body);
           renderGrid(grid, answers[1].body.symbols);
+          renderRuns(runs, answers[0].body.recent_runs || []);
           updated.textContent =
             "Updated " + new Date().toLocaleTimeString() + "; refreshed every " + REFRESH_MS / 1000 + " s.";
         },
@@ -352,6 +359,33 @@
         "started " + when(run.started_at),
         "finished " + when(run.finished_at),
       ].concat(run.error ? ["error: " + run.error] : []) : [], "card-last-run")
+    );
+  }
+
+  function renderRuns(container, recent) {
+    if (!recent.length) {
+      clear(container).append(el("p", { class: "muted", id: "recent-runs", text: "No backfill has run yet." }));
+      return;
+    }
+    var head = el("tr", {}, ["Symbol", "Timeframe", "Status", "Bars", "Provider requests", "Started", "Finished", "Error"].map(
+      function (title) {
+        return el("th", { text: title });
+      }
+    ));
+    var rows = recent.map(function (run) {
+      return el("tr", { "data-run": String(run.id), "data-status": run.status }, [
+        el("td", { text: run.symbol }),
+        el("td", { text: run.timeframe }),
+        el("td", { class: "status-" + run.status, text: STATUS_LABELS[run.status] || run.status }),
+        el("td", { text: String(run.bars_written) }),
+        el("td", { text: String(run.provider_requests) }),
+        el("td", { text: when(run.started_at) }),
+        el("td", { text: when(run.finished_at) }),
+        el("td", { text: run.error || "" }),
+      ]);
+    });
+    clear(container).append(
+      el("table", { class: "runs", id: "recent-runs" }, [el("thead", {}, [head]), el("tbody", {}, rows)])
     );
   }
 
