@@ -88,7 +88,11 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/admin/symbols"): {"symbol": "MSFT", "asset_class": "stock"},
     ("PUT", "/api/v1/admin/symbols/{symbol}"): {"active": True},
 }
-QUERIES = {"/api/v1/historical/{symbol}": "?timeframe=1d&start=2025-01-01&end=2025-01-31"}
+QUERIES = {
+    "/api/v1/historical/{symbol}": "?timeframe=1d&start=2025-01-01&end=2025-01-31",
+    "/api/v1/bars": "?symbols=AAPL&timeframe=1d&start=2025-01-01&end=2025-01-31",
+    "/api/v1/latest": "?symbols=AAPL",
+}
 PATH_VALUES = {
     "{symbol}": "AAPL",
     "{ticker}": "AAPL",

@@ -235,7 +235,9 @@ def test_the_token_event_of_a_read_key_lists_no_admin_route(client, pinned_db):
     base = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/api/*"
     # The pages and /health are public: listed, but no request to them asks the authorizer.
     assert sorted(resources) == [
+        f"{base}/api/v1/bars",
         f"{base}/api/v1/historical/*",
+        f"{base}/api/v1/latest",
         f"{base}/api/v1/status",
         f"{base}/api/v1/symbols",
         f"{base}/api/v1/symbols/*",
