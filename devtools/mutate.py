@@ -19,6 +19,7 @@ run, and a mutant whose tests take several times as long as the unmutated ones c
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -96,30 +97,94 @@ class Mutant(NamedTuple):
     source: str  # the mutated line as written, stripped
     nth: int  # which of this operator's mutants on this line, from 0
     outcome: str  # killed, survived, incompetent, or skipped
+    # Inside a function's parameter or return annotation in a module that defers annotations.
+    in_signature_annotation: bool = False
+
+
+DEFERRED_ANNOTATION = (
+    "a function signature's annotation, never evaluated (from __future__ import annotations)"
+)
+
+Position = tuple[int, int]  # line from 1, column in UTF-8 bytes from 0 (as ast counts)
+
+
+def signature_annotation_spans(source: str) -> list[tuple[Position, Position]]:
+    """Where the parameter and return annotations of the module's functions are, when the module
+    defers annotations; none otherwise.
+
+    Only functions': a class body's annotations stay, since msgspec Structs and dataclasses read
+    them at run time."""
+    tree = ast.parse(source)
+    defers = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    )
+    if not defers:
+        return []
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            arguments = node.args
+            parameters = [
+                *arguments.posonlyargs,
+                *arguments.args,
+                *arguments.kwonlyargs,
+                *filter(None, [arguments.vararg, arguments.kwarg]),
+            ]
+            for annotation in [*(p.annotation for p in parameters), node.returns]:
+                if annotation is not None and annotation.end_lineno is not None:
+                    spans.append(
+                        (
+                            (annotation.lineno, annotation.col_offset),
+                            (annotation.end_lineno, annotation.end_col_offset or 0),
+                        )
+                    )
+    return spans
 
 
 def _mutants(dump: str, module: Path) -> list[Mutant]:
-    lines = module.read_text().splitlines()
+    source = module.read_text()
+    lines = source.splitlines()
+    spans = signature_annotation_spans(source)
+
+    def in_annotation(line: int, column: int) -> bool:
+        # cosmic-ray counts the column in characters, ast in UTF-8 bytes.
+        at = (line, len(lines[line - 1][:column].encode()))
+        return any(start <= at < end for start, end in spans)
+
     entries = []
     for raw in dump.splitlines():
         item, result = json.loads(raw)
         (mutation,) = item["mutations"]
         outcome = "pending" if result is None else result["test_outcome"] or "skipped"
-        entries.append(
-            (mutation["operator_name"], mutation["occurrence"], mutation["start_pos"][0], outcome)
-        )
+        line, column = mutation["start_pos"]
+        entries.append((mutation["operator_name"], mutation["occurrence"], line, column, outcome))
     found = []
     seen: dict[tuple[str, int], int] = {}
-    for operator, _, line, outcome in sorted(entries):
+    for operator, _, line, column, outcome in sorted(entries):
         nth = seen.get((operator, line), 0)
         seen[(operator, line)] = nth + 1
-        found.append(Mutant(operator, line, lines[line - 1].strip(), nth, outcome))
+        found.append(
+            Mutant(
+                operator,
+                line,
+                lines[line - 1].strip(),
+                nth,
+                outcome,
+                in_annotation(line, column),
+            )
+        )
     return found
 
 
 def _why_equivalent(listed: dict[tuple[Any, ...], str], mutant: Mutant) -> str | None:
-    """Why this mutant is equivalent, if it is listed: by operator and line, or by operator,
-    line and index where one line holds several mutants of the operator."""
+    """Why this mutant is equivalent: it changes a deferred annotation of a function signature,
+    or it is listed by operator and line, or by operator, line and index where one line holds
+    several mutants of the operator."""
+    if mutant.in_signature_annotation:
+        return DEFERRED_ANNOTATION
     return listed.get((mutant.operator, mutant.source, mutant.nth)) or listed.get(
         (mutant.operator, mutant.source)
     )
@@ -208,15 +273,6 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
         ): "SEVERE_FLAGS is a subset of FLAG_NAMES: difference and symmetric difference agree",
         ("core/ReplaceBinaryOperator_Mul_Div", "*,"): "the keyword-only `*` becomes the "
         "positional-only `/`: every call passes the bars by position and the rest by name",
-        ("core/ReplaceBinaryOperator_BitOr_Add", "prior: PriorBars | None = None,"): (
-            "annotations are never evaluated (from __future__ import annotations)"
-        ),
-        ("core/ReplaceBinaryOperator_BitOr_FloorDiv", "prior: PriorBars | None = None,"): (
-            "as for BitOr_Add"
-        ),
-        ("core/ReplaceBinaryOperator_BitOr_LShift", "prior: PriorBars | None = None,"): (
-            "as for BitOr_Add"
-        ),
         ("core/ReplaceComparisonOperator_Eq_LtE", "if offsets == {0}:"): (
             "a non-empty set of offsets is a subset of {0} only when it is {0}"
         ),
@@ -349,6 +405,31 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
             "core/ReplaceUnaryOperator_Delete_USub",
             'return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))',
         ): "as for USub_UAdd",
+    },
+    "chalicelib/keys/access.py": {
+        ("core/ReplaceComparisonOperator_Eq_Is", "if which == CURRENT:"): (
+            "`which` is only ever what credential_for returned: this module's own CURRENT or "
+            "PREVIOUS object, or None"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_Is", "if which == PREVIOUS and ("): (
+            "as for `which == CURRENT`"
+        ),
+        (
+            "core/ReplaceComparisonOperator_Eq_GtE",
+            "address.version == network.version and address in network",
+        ): "`address in network` is already False across IP versions",
+        (
+            "core/ReplaceComparisonOperator_Eq_LtE",
+            "address.version == network.version and address in network",
+        ): "as for Eq_GtE",
+        (
+            "core/ReplaceComparisonOperator_Eq_Is",
+            "address.version == network.version and address in network",
+        ): "small ints (4, 6) are one object each in CPython",
+        ("core/ReplaceTrueWithFalse", "class Credential(msgspec.Struct, frozen=True):"): (
+            "no code assigns to a Credential's fields or hashes one; it is built per request "
+            "and never cached (the cache holds statuses)"
+        ),
     },
     "chalicelib/keys/tokens.py": {
         (
