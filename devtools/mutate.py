@@ -295,10 +295,39 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
             "if h < low or h < (o if o > c else c) or low > (o if o < c else c):",
             0,
         ): "o if o >= c else c is the same maximum",
+        ("core/ReplaceComparisonOperator_Eq_Is", "if offsets == {0}:"): (
+            "never true, so the general check `t % length_ms in allowed` runs: with offsets {0} "
+            "it answers as the fast path does"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_Lt", "if offsets == {0}:"): (
+            "offsets always hold 0, so they are never a proper subset of {0}: as for Eq_Is"
+        ),
+        ("core/NumberReplacer", "if offsets == {0}:"): (
+            "offsets always hold 0, so they never equal {1} or {-1}: as for Eq_Is"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_GtE", 'weekly = timeframe == "1w"'): (
+            "only 1d and 1w reach this line (shorter ones returned), and 1d sorts before 1w"
+        ),
         (
-            "core/ReplaceComparisonOperator_Gt_NotEq",
-            "if median > 0 and v > spike_factor * median:",
-        ): "no negative volume enters the window, so the median is never below 0",
+            "core/ReplaceComparisonOperator_Eq_GtE",
+            "return not weekly or local.weekday() == _SUNDAY",
+        ): "Sunday (6) is the last weekday: >= 6 is == 6",
+        (
+            "core/ReplaceComparisonOperator_Eq_Is",
+            "return not weekly or local.weekday() == _SUNDAY",
+        ): "small ints are one object each in CPython",
+        ("core/ReplaceComparisonOperator_Eq_LtE", "even = window_size % 2 == 0"): (
+            "a remainder of 2 is 0 or 1: <= 0 is == 0"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_LtE", 'crypto = asset_class == "crypto"'): (
+            "stock and etf both sort after crypto"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_LtE", "return lambda t: t % length_ms == 0"): (
+            "a remainder of a positive length is never negative: <= 0 is == 0"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_LtE", "return lambda t: t % _MS_PER_DAY == 0"): (
+            "as for `t % length_ms == 0`"
+        ),
         ("core/ReplaceTrueWithFalse", "@dataclass(frozen=True, slots=True)", 1): (
             "slots saves memory; no code adds attributes"
         ),
