@@ -6,8 +6,9 @@ cosmic-ray rewrites the module once per mutant (an operator swapped, a constant 
 condition negated, ...) and runs the module's tests; a mutant the tests do not notice
 "survives". The work happens in a temporary copy of the checkout, so the working tree is never
 touched. Mutants equivalent to the original (no test can tell them apart) are listed in
-EQUIVALENT below with the reason, and left out of the score; docs/TESTING.md records the
-scores. Takes minutes per module: not part of CI.
+EQUIVALENT below with the reason, and left out of the score, as are mutants inside a function
+signature's annotation in a module that defers annotations (never evaluated, so never listed one
+by one); docs/TESTING.md records the scores. Takes minutes per module: not part of CI.
 
 Each mutant costs one run of the module's tests, so the run is kept short: the tests run with
 the `mutate` Hypothesis profile (a few fixed examples, a failure reported as found rather than
