@@ -6,8 +6,9 @@ cosmic-ray rewrites the module once per mutant (an operator swapped, a constant 
 condition negated, ...) and runs the module's tests; a mutant the tests do not notice
 "survives". The work happens in a temporary copy of the checkout, so the working tree is never
 touched. Mutants equivalent to the original (no test can tell them apart) are listed in
-EQUIVALENT below with the reason, and left out of the score; docs/TESTING.md records the
-scores. Takes minutes per module: not part of CI.
+EQUIVALENT below with the reason, and left out of the score, as are mutants inside a function
+signature's annotation in a module that defers annotations (never evaluated, so never listed one
+by one); docs/TESTING.md records the scores. Takes minutes per module: not part of CI.
 
 Each mutant costs one run of the module's tests, so the run is kept short: the tests run with
 the `mutate` Hypothesis profile (a few fixed examples, a failure reported as found rather than
@@ -19,6 +20,7 @@ run, and a mutant whose tests take several times as long as the unmutated ones c
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -96,30 +98,94 @@ class Mutant(NamedTuple):
     source: str  # the mutated line as written, stripped
     nth: int  # which of this operator's mutants on this line, from 0
     outcome: str  # killed, survived, incompetent, or skipped
+    # Inside a function's parameter or return annotation in a module that defers annotations.
+    in_signature_annotation: bool = False
+
+
+DEFERRED_ANNOTATION = (
+    "a function signature's annotation, never evaluated (from __future__ import annotations)"
+)
+
+Position = tuple[int, int]  # line from 1, column in UTF-8 bytes from 0 (as ast counts)
+
+
+def signature_annotation_spans(source: str) -> list[tuple[Position, Position]]:
+    """Where the parameter and return annotations of the module's functions are, when the module
+    defers annotations; none otherwise.
+
+    Only functions': a class body's annotations stay, since msgspec Structs and dataclasses read
+    them at run time."""
+    tree = ast.parse(source)
+    defers = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    )
+    if not defers:
+        return []
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            arguments = node.args
+            parameters = [
+                *arguments.posonlyargs,
+                *arguments.args,
+                *arguments.kwonlyargs,
+                *filter(None, [arguments.vararg, arguments.kwarg]),
+            ]
+            for annotation in [*(p.annotation for p in parameters), node.returns]:
+                if annotation is not None and annotation.end_lineno is not None:
+                    spans.append(
+                        (
+                            (annotation.lineno, annotation.col_offset),
+                            (annotation.end_lineno, annotation.end_col_offset or 0),
+                        )
+                    )
+    return spans
 
 
 def _mutants(dump: str, module: Path) -> list[Mutant]:
-    lines = module.read_text().splitlines()
+    source = module.read_text()
+    lines = source.splitlines()
+    spans = signature_annotation_spans(source)
+
+    def in_annotation(line: int, column: int) -> bool:
+        # cosmic-ray counts the column in characters, ast in UTF-8 bytes.
+        at = (line, len(lines[line - 1][:column].encode()))
+        return any(start <= at < end for start, end in spans)
+
     entries = []
     for raw in dump.splitlines():
         item, result = json.loads(raw)
         (mutation,) = item["mutations"]
         outcome = "pending" if result is None else result["test_outcome"] or "skipped"
-        entries.append(
-            (mutation["operator_name"], mutation["occurrence"], mutation["start_pos"][0], outcome)
-        )
+        line, column = mutation["start_pos"]
+        entries.append((mutation["operator_name"], mutation["occurrence"], line, column, outcome))
     found = []
     seen: dict[tuple[str, int], int] = {}
-    for operator, _, line, outcome in sorted(entries):
+    for operator, _, line, column, outcome in sorted(entries):
         nth = seen.get((operator, line), 0)
         seen[(operator, line)] = nth + 1
-        found.append(Mutant(operator, line, lines[line - 1].strip(), nth, outcome))
+        found.append(
+            Mutant(
+                operator,
+                line,
+                lines[line - 1].strip(),
+                nth,
+                outcome,
+                in_annotation(line, column),
+            )
+        )
     return found
 
 
 def _why_equivalent(listed: dict[tuple[Any, ...], str], mutant: Mutant) -> str | None:
-    """Why this mutant is equivalent, if it is listed: by operator and line, or by operator,
-    line and index where one line holds several mutants of the operator."""
+    """Why this mutant is equivalent: it changes a deferred annotation of a function signature,
+    or it is listed by operator and line, or by operator, line and index where one line holds
+    several mutants of the operator."""
+    if mutant.in_signature_annotation:
+        return DEFERRED_ANNOTATION
     return listed.get((mutant.operator, mutant.source, mutant.nth)) or listed.get(
         (mutant.operator, mutant.source)
     )
@@ -208,15 +274,6 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
         ): "SEVERE_FLAGS is a subset of FLAG_NAMES: difference and symmetric difference agree",
         ("core/ReplaceBinaryOperator_Mul_Div", "*,"): "the keyword-only `*` becomes the "
         "positional-only `/`: every call passes the bars by position and the rest by name",
-        ("core/ReplaceBinaryOperator_BitOr_Add", "prior: PriorBars | None = None,"): (
-            "annotations are never evaluated (from __future__ import annotations)"
-        ),
-        ("core/ReplaceBinaryOperator_BitOr_FloorDiv", "prior: PriorBars | None = None,"): (
-            "as for BitOr_Add"
-        ),
-        ("core/ReplaceBinaryOperator_BitOr_LShift", "prior: PriorBars | None = None,"): (
-            "as for BitOr_Add"
-        ),
         ("core/ReplaceComparisonOperator_Eq_LtE", "if offsets == {0}:"): (
             "a non-empty set of offsets is a subset of {0} only when it is {0}"
         ),
@@ -239,10 +296,39 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
             "if h < low or h < (o if o > c else c) or low > (o if o < c else c):",
             0,
         ): "o if o >= c else c is the same maximum",
+        ("core/ReplaceComparisonOperator_Eq_Is", "if offsets == {0}:"): (
+            "never true, so the general check `t % length_ms in allowed` runs: with offsets {0} "
+            "it answers as the fast path does"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_Lt", "if offsets == {0}:"): (
+            "offsets always hold 0, so they are never a proper subset of {0}: as for Eq_Is"
+        ),
+        ("core/NumberReplacer", "if offsets == {0}:"): (
+            "offsets always hold 0, so they never equal {1} or {-1}: as for Eq_Is"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_GtE", 'weekly = timeframe == "1w"'): (
+            "only 1d and 1w reach this line (shorter ones returned), and 1d sorts before 1w"
+        ),
         (
-            "core/ReplaceComparisonOperator_Gt_NotEq",
-            "if median > 0 and v > spike_factor * median:",
-        ): "no negative volume enters the window, so the median is never below 0",
+            "core/ReplaceComparisonOperator_Eq_GtE",
+            "return not weekly or local.weekday() == _SUNDAY",
+        ): "Sunday (6) is the last weekday: >= 6 is == 6",
+        (
+            "core/ReplaceComparisonOperator_Eq_Is",
+            "return not weekly or local.weekday() == _SUNDAY",
+        ): "small ints are one object each in CPython",
+        ("core/ReplaceComparisonOperator_Eq_LtE", "even = window_size % 2 == 0"): (
+            "a remainder of 2 is 0 or 1: <= 0 is == 0"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_LtE", 'crypto = asset_class == "crypto"'): (
+            "stock and etf both sort after crypto"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_LtE", "return lambda t: t % length_ms == 0"): (
+            "a remainder of a positive length is never negative: <= 0 is == 0"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_LtE", "return lambda t: t % _MS_PER_DAY == 0"): (
+            "as for `t % length_ms == 0`"
+        ),
         ("core/ReplaceTrueWithFalse", "@dataclass(frozen=True, slots=True)", 1): (
             "slots saves memory; no code adds attributes"
         ),
@@ -353,6 +439,31 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
             "core/ReplaceUnaryOperator_Delete_USub",
             'return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))',
         ): "as for USub_UAdd",
+    },
+    "chalicelib/keys/access.py": {
+        ("core/ReplaceComparisonOperator_Eq_Is", "if which == CURRENT:"): (
+            "`which` is only ever what credential_for returned: this module's own CURRENT or "
+            "PREVIOUS object, or None"
+        ),
+        ("core/ReplaceComparisonOperator_Eq_Is", "if which == PREVIOUS and ("): (
+            "as for `which == CURRENT`"
+        ),
+        (
+            "core/ReplaceComparisonOperator_Eq_GtE",
+            "address.version == network.version and address in network",
+        ): "`address in network` is already False across IP versions",
+        (
+            "core/ReplaceComparisonOperator_Eq_LtE",
+            "address.version == network.version and address in network",
+        ): "as for Eq_GtE",
+        (
+            "core/ReplaceComparisonOperator_Eq_Is",
+            "address.version == network.version and address in network",
+        ): "small ints (4, 6) are one object each in CPython",
+        ("core/ReplaceTrueWithFalse", "class Credential(msgspec.Struct, frozen=True):"): (
+            "no code assigns to a Credential's fields or hashes one; it is built per request "
+            "and never cached (the cache holds statuses)"
+        ),
     },
     "chalicelib/keys/tokens.py": {
         (

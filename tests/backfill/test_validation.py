@@ -420,3 +420,36 @@ def test_the_default_thresholds_are_the_documented_settings_defaults():
 def test_thresholds_cannot_change_once_made():
     with pytest.raises(AttributeError):
         THRESHOLDS.max_jump_pct = 50.0  # type: ignore[misc]
+
+
+def test_prior_bars_cannot_change_once_made():
+    prior = PriorBars(previous_close=100.0, volumes=(1.0,))
+
+    with pytest.raises(AttributeError):
+        prior.previous_close = 50.0  # type: ignore[misc]
+
+
+def test_each_flag_is_the_documented_bit_of_a_mask():
+    # FLAG_NAMES's docstring: flag FLAG_NAMES[i] is bit 1 << i.
+    assert [flag_names(1 << index) for index in range(len(FLAG_NAMES))] == [
+        [name] for name in FLAG_NAMES
+    ]
+
+
+def test_fractional_volumes_are_volumes_and_a_fractional_negative_is_negative():
+    # Four bars of half a unit fill the window (median 0.5): 6 is more than ten times that.
+    assert flags(volume_series([0.5, 0.5, 0.5, 0.5], 6.0))[-1] == ["volume_spike"]
+    assert flags(volume_series([-0.5], 1.0)) == [["negative_volume"], []]
+
+
+def test_a_fractional_negative_volume_never_enters_the_window():
+    # Without the -0.5 the window holds three volumes only: not full, so 20 is no spike.
+    assert flags(volume_series([-0.5, 1.0, 1.0, 1.0], 20.0))[-1] == []
+
+
+def test_only_the_last_window_of_the_stored_volumes_counts():
+    bars = minute_bars(1)
+    bars[0] = bars[0]._replace(v=5000.0)
+    stored = (1.0e9, 1.0e9, 100.0, 100.0, 100.0, 100.0)  # the two oldest fall outside the window
+
+    assert flags(bars, prior=PriorBars(volumes=stored)) == [["volume_spike"]]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from chalicelib import container, db
+from chalicelib.config import PROJECT_ROOT
 from chalicelib.errors import DatabaseUnavailable
 from chalicelib.keys import access
 from chalicelib.keys.models import KeyStatus
@@ -41,6 +43,7 @@ def status(**overrides: object) -> KeyStatus:
         (status(expires_at=NOW), access.CURRENT, "expired"),
         (status(expires_at=NOW - timedelta(seconds=1)), access.PREVIOUS, "expired"),
         (status(previous_key_expires_at=NOW), access.PREVIOUS, "rotated_out"),
+        (status(previous_key_expires_at=NOW - timedelta(days=1)), access.PREVIOUS, "rotated_out"),
         (status(previous_key_expires_at=None), access.PREVIOUS, "rotated_out"),
         (status(), None, "rotated_out"),
     ],
@@ -49,12 +52,20 @@ def test_refusal_reason(key, which, reason):
     assert access.refusal_reason(key, which, NOW) == reason
 
 
+def _presented(prefix: str) -> str:
+    """A display prefix cut from a presented token at run time, as the authorizer does: equal to
+    the stored prefix, never the same object."""
+    return (prefix + "body-of-the-token")[: len(prefix)]
+
+
 def test_credential_for_tells_the_current_key_from_the_previous_one():
     key = status()
 
-    assert access.credential_for(key, "mdw_current0") == access.CURRENT
-    assert access.credential_for(key, "mdw_previous") == access.PREVIOUS
-    assert access.credential_for(key, "mdw_somebody") is None
+    assert access.credential_for(key, _presented("mdw_current0")) == access.CURRENT
+    assert access.credential_for(key, _presented("mdw_previous")) == access.PREVIOUS
+    assert access.credential_for(key, _presented("mdw_somebody")) is None
+    # A prefix that sorts before both is still neither.
+    assert access.credential_for(key, _presented("mdw_aaaaaaaa")) is None
 
 
 @pytest.mark.parametrize(
@@ -196,3 +207,52 @@ def test_parsed_allow_lists_are_cached_within_a_bound():
     assert ("10.0.0.0/24",) not in networks  # the first ones went
     last = networks.max_entries + 4
     assert (f"10.{last // 256}.{last % 256}.0/24",) in networks
+
+
+def test_the_cache_cannot_answer_for_a_hash_whose_key_status_went_from_the_bound(
+    set_env, monkeypatch
+):
+    set_env(AUTH_CACHE_TTL_SECONDS="10")
+    monkeypatch.setattr(container.current, "key_statuses", StatusCache(max_entries=1))
+    container.current.key_statuses.remember(7, status(), key_hash=b"h" * 32)
+    container.current.key_statuses.remember(8, status(id=8))  # 7's status goes, its hash stays
+
+    assert container.current.key_statuses.key_id_for(b"h" * 32, ttl=10) == 7
+    assert access.cached_credential(b"h" * 32, "mdw_current0") == (False, None)
+
+
+def test_the_cache_answers_that_the_key_of_a_hash_is_gone(set_env):
+    set_env(AUTH_CACHE_TTL_SECONDS="10")
+    container.current.key_statuses.remember(7, status(), key_hash=b"h" * 32)
+    container.current.key_statuses.remember(7, None)  # deleted since: load_status saw it gone
+
+    assert access.cached_credential(b"h" * 32, "mdw_current0") == (True, None)
+
+
+def test_a_loaded_credential_is_remembered_and_an_unknown_hash_is_not(set_env, pinned_db):
+    from chalicelib.keys import tokens
+    from tests.factories import make_key
+
+    set_env(AUTH_CACHE_TTL_SECONDS="10")
+    created = make_key(pinned_db)
+    key_hash = tokens.hash_key(created.raw_key)
+    prefix = tokens.display_prefix(created.raw_key)
+    unknown_hash = tokens.hash_key(tokens.generate_key())
+
+    loaded = access.load_credential(pinned_db, key_hash, prefix)
+    unknown = access.load_credential(pinned_db, unknown_hash, prefix)
+
+    assert loaded is not None
+    assert loaded.status.id == created.key.id
+    assert loaded.which == access.CURRENT
+    assert access.cached_credential(key_hash, prefix) == (True, loaded)
+    assert unknown is None
+    assert access.cached_credential(unknown_hash, prefix) == (False, None)
+
+
+def test_the_refusal_prefix_cap_is_the_documented_one():
+    text = (PROJECT_ROOT / "docs" / "API_KEY_MANAGEMENT.md").read_text()
+    documented = re.search(r"a minute records at most (\d+) prefixes one by one", text)
+
+    assert documented is not None
+    assert access.REFUSAL_PREFIXES_PER_MINUTE == int(documented.group(1))
