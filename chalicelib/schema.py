@@ -116,6 +116,7 @@ EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
         "last_error",
         "last_run_id",
         "updated_at",
+        "stored_prices",
     ),
     "backfill_plan_messages": (
         "kind",
@@ -128,7 +129,30 @@ EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
         "attempts",
         "last_error",
     ),
-    "splits": ("symbol", "execution_date", "split_from", "split_to", "created_at"),
+    "splits": (
+        "symbol",
+        "execution_date",
+        "split_from",
+        "split_to",
+        "created_at",
+        "effective_at",
+    ),
+    # A view: the bars with split-adjusted prices.
+    "adjusted_bars": (
+        "symbol",
+        "timeframe",
+        "time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "vwap",
+        "trades",
+        "validated",
+        "flags",
+        "updated_at",
+    ),
 }
 
 EXPECTED_INDEXES: tuple[str, ...] = (
@@ -150,6 +174,7 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "backfill_plan_messages_planned_at_idx",
     "splits_pkey",
     "splits_execution_date_idx",
+    "splits_symbol_effective_at_idx",
 )
 
 SELECT_COLUMNS = """

@@ -76,6 +76,7 @@ def test_query_models_become_parameters(document: dict[str, Any]) -> None:
         "start",
         "end",
         "validated_only",
+        "adjusted",
         "sort",
         "limit",
         "cursor",

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Literal, Protocol
 
 RunOutcome = Literal["completed", "failed"]
+StoredPrices = Literal["split_adjusted", "unadjusted"]
 
 
 class SymbolRef(Protocol):
@@ -47,6 +48,8 @@ class BackfillState:
     last_backfill: datetime | None
     last_error: str | None
     last_run_id: int | None
+    # Bars stored before migration 0009 are split-adjusted until their unit is re-fetched.
+    stored_prices: StoredPrices = "unadjusted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +62,22 @@ class BarExtent:
 
 @dataclass(frozen=True, slots=True)
 class RecentBar:
-    """A stored bar's close and volume, the context validation needs before a fetched range."""
+    """A stored bar's start, close and volume, the context validation needs before a fetched
+    range."""
 
+    time: datetime
     close: float
     volume: float
     validated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSplit:
+    """A `splits` row of one symbol: `split_to` shares for every `split_from`."""
+
+    execution_date: date
+    split_from: float
+    split_to: float
 
 
 @dataclass(frozen=True, slots=True)

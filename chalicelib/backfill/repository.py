@@ -15,6 +15,7 @@ from chalicelib.backfill.models import (
     BackfillState,
     BarExtent,
     RecentBar,
+    StoredSplit,
     TrackedSymbol,
 )
 from chalicelib.backfill.validation import flag_names, is_validated
@@ -34,7 +35,7 @@ SELECT_SYMBOLS = f"""
 SELECT {SYMBOL_COLUMNS} FROM tracked_symbols WHERE symbol = ANY(%(symbols)s) ORDER BY symbol
 """
 
-STATE_COLUMNS = "symbol, timeframe, status, last_backfill, last_error, last_run_id"
+STATE_COLUMNS = "symbol, timeframe, status, last_backfill, last_error, last_run_id, stored_prices"
 
 SELECT_STATE = f"""
 SELECT {STATE_COLUMNS} FROM backfill_state
@@ -53,7 +54,7 @@ WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s
 """
 
 SELECT_BARS_BEFORE = """
-SELECT close, volume, validated FROM bars
+SELECT time, close, volume, validated FROM bars
 WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s AND time < %(before)s
 ORDER BY time DESC
 LIMIT %(limit)s
@@ -81,12 +82,14 @@ ON CONFLICT (symbol, timeframe) DO UPDATE
 SET status = 'in_progress', last_run_id = EXCLUDED.last_run_id, updated_at = now()
 """
 
+# A completed run has written traded prices: every run fetches them, and a unit that still
+# held split-adjusted ones (see migration 0009) was re-fetched whole.
 MARK_COMPLETED = """
 INSERT INTO backfill_state (symbol, timeframe, status, last_backfill, last_run_id)
 VALUES (%(symbol)s, %(timeframe)s, 'completed', %(finished_at)s, %(run_id)s)
 ON CONFLICT (symbol, timeframe) DO UPDATE
 SET status = 'completed', last_backfill = EXCLUDED.last_backfill, last_error = NULL,
-    last_run_id = EXCLUDED.last_run_id, updated_at = now()
+    last_run_id = EXCLUDED.last_run_id, stored_prices = 'unadjusted', updated_at = now()
 """
 
 MARK_FAILED = """
@@ -234,6 +237,12 @@ WHERE (splits.split_from, splits.split_to)
     IS DISTINCT FROM (EXCLUDED.split_from, EXCLUDED.split_to)
 """
 
+SELECT_SPLITS_OF = """
+SELECT execution_date, split_from, split_to FROM splits
+WHERE symbol = %(symbol)s AND execution_date >= %(since)s
+ORDER BY execution_date
+"""
+
 
 def list_active_symbols(conn: Connection) -> list[TrackedSymbol]:
     with conn.cursor(row_factory=class_row(TrackedSymbol)) as cur:
@@ -347,6 +356,12 @@ def upsert_split(
         },
     )
     return cursor.rowcount > 0
+
+
+def list_splits_of(conn: Connection, symbol: str, *, since: date) -> list[StoredSplit]:
+    """The stored splits of `symbol` executed on or after `since`, oldest first."""
+    with conn.cursor(row_factory=class_row(StoredSplit)) as cur:
+        return cur.execute(SELECT_SPLITS_OF, {"symbol": symbol, "since": since}).fetchall()
 
 
 def upsert_bars(conn: Connection, *, symbol: str, timeframe: str, bars: Iterable[StagedBar]) -> int:

@@ -7,13 +7,16 @@ writes all its bars with its success in one transaction, so a failed run leaves 
 the run's history row is committed on its own, so a failure is still recorded. Re-running is
 idempotent: the same bars upsert to the same rows, and unchanged rows are not rewritten.
 
-Every split a unit learns from the provider is stored in `splits` with its bars, in the same
-transaction (what `GET /v3/reference/splits` serves); a split seen again changes nothing.
+Bars are fetched and stored as traded (`adjusted=false`); reads apply the splits (the
+`adjusted_bars` view, migration 0009). Every split a unit learns from the provider is stored in
+`splits` with its bars, in the same transaction; a split seen again changes nothing. A split
+therefore rewrites no stored bar and needs no re-fetch. Validation judges bars in split-adjusted
+terms, so a split is not a price jump and post-split volumes are not spikes.
 
-Where a unit starts: from the newest stored bar, which is fetched again because it
-may have been partial; for a unit with no bars, from a default depth per timeframe; for a stock
-with a split since its last backfill, from the beginning again, because a split changes every
-earlier adjusted price. Where it ends: today, or the date a queued message names.
+Where a unit starts: from the newest stored bar, which is fetched again because it may have
+been partial; for a unit with no bars, from a default depth per timeframe; for a unit whose
+bars are still the split-adjusted ones stored before migration 0009, from the beginning, so it
+holds traded prices only. Where it ends: today, or the date a queued message names.
 
 The entry points: `run_backfill` (the CLI and the API), `plan_units` and `run_units` (the CLI's
 progress and `make run`), `backfill_symbol_through` and `backfill_grouped_day` (the SQS worker's
@@ -36,11 +39,13 @@ from chalicelib.backfill.models import (
     BackfillState,
     BackfillUnit,
     BarExtent,
+    RecentBar,
     RunOutcome,
     SymbolRef,
     TrackedSymbol,
 )
 from chalicelib.backfill.sources import BarSource, GroupedDaySource
+from chalicelib.backfill.splits import SplitFactors
 from chalicelib.backfill.validation import PriorBars, Thresholds, is_validated, validate_bars
 from chalicelib.config import Settings, get_settings
 from chalicelib.db import ConnectionSource
@@ -233,8 +238,8 @@ def backfill_grouped_day(
 
     A symbol that may no longer run (deactivated, moved off 1d, or of another market since the
     plan) is skipped, not failed: the plan was right when made, and nothing about the message
-    can improve by retrying it. A unit whose window turns out full (a split since its last
-    backfill changed every earlier adjusted price) is fetched with range requests instead.
+    can improve by retrying it. A unit whose window turns out full (its first backfill, or
+    bars still stored split-adjusted) is fetched with range requests instead.
     """
     source = db.get_database()
     with source.connection() as conn:
@@ -245,7 +250,8 @@ def backfill_grouped_day(
         if _why_not_backfillable(row, DAILY) is None
         and row.asset_class in MARKET_ASSET_CLASSES[market]
     ]
-    grouped = GroupedDaySource(client, market, day, client.grouped_daily(market, day))
+    day_bars = client.grouped_daily(market, day, adjusted=False)
+    grouped = GroupedDaySource(client, market, day, day_bars)
     return run_units(units, source=source, client=grouped, full_client=client, until=day)
 
 
@@ -355,8 +361,7 @@ def backfill_one(
         fetcher = full_client if run.window.full and full_client is not None else client
         bars = _fetch(fetcher, symbol, timeframe, run.window)
         run.fetched = len(bars)
-        split_days = {split.execution_date for split in splits}
-        masks = _validate(conn_source, symbol, timeframe, bars, split_days, settings=settings)
+        masks = _validate(conn_source, symbol, timeframe, bars, splits, settings=settings)
         return _write(conn_source, run, bars, masks, splits)
     except Exception as exc:
         return _fail(conn_source, run, describe_error(exc, redact=client.redact))
@@ -394,21 +399,28 @@ def _window(
     settings: Settings,
 ) -> tuple[_Window, list[Split]]:
     """The dates to fetch, and the stock's splits the provider lists from the window's start
-    (or the last backfill, if earlier) on; they may widen the window to a full re-backfill."""
+    (or the last backfill, if earlier) on: a split executed since the last run is learnt even
+    when the window starts after it."""
+    still_adjusted = (
+        state is not None and state.stored_prices == "split_adjusted" and extent.newest is not None
+    )
     window = _plan_window(
-        symbol, timeframe, extent=extent, since=since, full=full, end=end, settings=settings
+        symbol,
+        timeframe,
+        extent=extent,
+        since=since,
+        full=full or still_adjusted,
+        end=end,
+        settings=settings,
     )
     if symbol.asset_class not in SESSION_ASSET_CLASSES:
         return window, []
-    return _check_splits(
-        client,
-        symbol,
-        window,
-        extent=extent,
-        last_backfill=state.last_backfill if state else None,
-        settings=settings,
-        timeframe=timeframe,
-    )
+    last_backfill = state.last_backfill if state else None
+    check_from = window.start
+    if last_backfill is not None:
+        check_from = min(check_from, market_date(last_backfill, symbol.asset_class))
+    ticker = _provider_ticker(symbol.symbol, symbol.asset_class)
+    return window, list(client.splits(ticker, since=check_from))
 
 
 def _plan_window(
@@ -436,42 +448,6 @@ def _plan_window(
     return _Window.between(market_date(extent.newest, symbol.asset_class), end, full=False)
 
 
-def _check_splits(
-    client: BarSource,
-    symbol: SymbolRef,
-    window: _Window,
-    *,
-    extent: BarExtent,
-    last_backfill: datetime | None,
-    settings: Settings,
-    timeframe: str,
-) -> tuple[_Window, list[Split]]:
-    """Ask for the stock's splits once: a split executed since the last backfill widens the
-    window to a full re-backfill (asking again from its new start), and every split day inside
-    the window exempts that day from the price-jump flag."""
-    ticker = _provider_ticker(symbol.symbol, symbol.asset_class)
-    last_day = market_date(last_backfill, symbol.asset_class) if last_backfill else None
-    check_from = min(window.start, last_day) if last_day else window.start
-    splits = list(client.splits(ticker, since=check_from))
-    if (
-        not window.full
-        and last_day is not None
-        and any(split.execution_date >= last_day for split in splits)
-    ):
-        window = _plan_window(
-            symbol,
-            timeframe,
-            extent=extent,
-            since=None,
-            full=True,
-            end=window.end,
-            settings=settings,
-        )
-        if window.start < check_from:
-            splits = list(client.splits(ticker, since=window.start))
-    return window, splits
-
-
 def _fetch(
     client: BarSource, symbol: SymbolRef, timeframe: str, window: _Window
 ) -> list[PolygonBar]:
@@ -479,7 +455,9 @@ def _fetch(
     multiplier, timespan = TIMEFRAMES[timeframe]
     ticker = _provider_ticker(symbol.symbol, symbol.asset_class)
     bars: list[PolygonBar] = []
-    for page in client.aggregates(ticker, multiplier, timespan, window.start, window.end):
+    for page in client.aggregates(
+        ticker, multiplier, timespan, window.start, window.end, adjusted=False
+    ):
         bars.extend(page)
     if any(earlier.t >= later.t for earlier, later in pairwise(bars)):
         bars = sorted({bar.t: bar for bar in bars}.values(), key=lambda bar: bar.t)
@@ -491,39 +469,61 @@ def _validate(
     symbol: SymbolRef,
     timeframe: str,
     bars: Sequence[PolygonBar],
-    split_days: set[date],
+    splits: Sequence[Split],
     *,
     settings: Settings,
 ) -> list[int]:
     """One flag mask per bar, judged after the stored bars just before them, so an
-    incremental run flags exactly what a full run would."""
+    incremental run flags exactly what a full run would. Prices are judged in today's shares
+    (the splits stored and the ones just learnt applied to both), as on adjusted data: a split
+    is neither a price jump nor the start of a volume spike."""
     prior = PriorBars()
+    factors = SplitFactors(())
     if bars:
         with conn_source.connection() as conn:
-            prior = _prior_bars(conn, symbol.symbol, timeframe, bars[0].t, settings=settings)
+            first_day = market_date(_instant(bars[0].t), symbol.asset_class)
+            known = {
+                row.execution_date: row.split_to / row.split_from
+                for row in repository.list_splits_of(conn, symbol.symbol, since=date.min)
+            }
+            known.update((split.execution_date, split.ratio) for split in splits)
+            factors = SplitFactors(known.items())
+            recent = repository.list_bars_before(
+                conn,
+                symbol.symbol,
+                timeframe,
+                before=_instant(bars[0].t),
+                limit=settings.validation_volume_window,
+            )
+        prior = _prior_bars(recent, factors)
+        if factors.changes_after(first_day):
+            bars = [factors.in_todays_shares(bar) for bar in bars]
     return validate_bars(
         bars,
         timeframe=timeframe,
         asset_class=symbol.asset_class,
         thresholds=Thresholds.from_settings(settings),
-        split_days=split_days,
+        split_days={split.execution_date for split in splits},
         prior=prior,
     )
 
 
-def _prior_bars(
-    conn: db.Connection, symbol: str, timeframe: str, first_t: int, *, settings: Settings
-) -> PriorBars:
-    """The stored bars just before the fetched ones, so validation continues where it stopped."""
-    before = datetime.fromtimestamp(first_t / 1000, UTC)
-    recent = repository.list_bars_before(
-        conn, symbol, timeframe, before=before, limit=settings.validation_volume_window
+def _prior_bars(recent: Sequence[RecentBar], factors: SplitFactors) -> PriorBars:
+    """The stored bars just before the fetched ones (newest first), in today's shares, so
+    validation continues where it stopped."""
+    previous_close = next(
+        (bar.close / factors.at(bar.time) for bar in recent if bar.validated), None
     )
-    previous_close = next((bar.close for bar in recent if bar.validated), None)
     return PriorBars(
         previous_close=previous_close,
-        volumes=tuple(bar.volume for bar in reversed(recent) if bar.volume >= 0),
+        volumes=tuple(
+            bar.volume * factors.at(bar.time) for bar in reversed(recent) if bar.volume >= 0
+        ),
     )
+
+
+def _instant(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def _write(

@@ -30,9 +30,17 @@ class BarSource(Protocol):
         ...
 
     def aggregates(
-        self, ticker: str, multiplier: int, timespan: str, start: date, end: date
+        self,
+        ticker: str,
+        multiplier: int,
+        timespan: str,
+        start: date,
+        end: date,
+        *,
+        adjusted: bool,
     ) -> Iterable[list[PolygonBar]]:
-        """Bars of `ticker` from `start` to `end` (market dates, inclusive), in pages."""
+        """Bars of `ticker` from `start` to `end` (market dates, inclusive), in pages; traded
+        prices unless `adjusted` (then in today's shares)."""
         ...
 
     def splits(self, ticker: str, since: date) -> list[Split]:
@@ -49,14 +57,22 @@ class GroupedDaySource:
 
     `aggregates` gives a ticker's daily bar when the window asked for contains that date, and
     nothing otherwise; `splits` uses the provider's bulk lookup once per `since`, so a split
-    is still seen without one request per symbol.
+    is still seen without one request per symbol. `adjusted` says how `rows` were fetched; a
+    request for the other kind of prices is refused rather than answered wrongly.
     """
 
     def __init__(
-        self, client: PolygonClient, market: Market, day: date, rows: Iterable[GroupedBar]
+        self,
+        client: PolygonClient,
+        market: Market,
+        day: date,
+        rows: Iterable[GroupedBar],
+        *,
+        adjusted: bool = False,
     ) -> None:
         self._client = client
         self.day = day
+        self.adjusted = adjusted
         # Grouped rows are stamped at the end of the window (see GroupedBar); the range
         # endpoint puts a daily bar at the start of its market date, so that is where they go.
         start_ms = int(daily_bar_start(day, market).timestamp() * 1000)
@@ -70,10 +86,20 @@ class GroupedDaySource:
         return self._client.request_count
 
     def aggregates(
-        self, ticker: str, multiplier: int, timespan: str, start: date, end: date
+        self,
+        ticker: str,
+        multiplier: int,
+        timespan: str,
+        start: date,
+        end: date,
+        *,
+        adjusted: bool,
     ) -> Iterator[list[PolygonBar]]:
         if (multiplier, timespan) != TIMEFRAMES[DAILY]:
             raise ValueError("a grouped-daily source serves daily bars only")
+        if adjusted != self.adjusted:
+            kind = "split-adjusted" if self.adjusted else "traded"
+            raise ValueError(f"this grouped-daily source holds {kind} prices only")
         bar = self._bars.get(ticker)
         yield [bar] if bar is not None and start <= self.day <= end else []
 

@@ -1,19 +1,20 @@
 """Keyset cursors for the bar endpoints: opaque, signed, bound to one query.
 
-A cursor carries the query it belongs to (symbols, timeframe, start, end, validated_only, sort)
-and the position of the last bar served: its symbol and start time. The next page reads past
-that position in the query's order, so bars inserted while a client pages never shift or
-repeat a page. The HMAC makes a garbled or hand-edited cursor a clear 400 instead of a silently
-different page; cursors name no secret data, so the signature is about integrity, and
+A cursor carries the query it belongs to (symbols, timeframe, start, end, validated_only, sort,
+adjusted) and the position of the last bar served: its symbol and start time. The next page
+reads past that position in the query's order, so bars inserted while a client pages never
+shift or repeat a page. The HMAC makes a garbled or hand-edited cursor a clear 400 instead of a
+silently different page; cursors name no secret data, so the signature is about integrity, and
 `CURSOR_SECRET` only has to be the same across a deployment.
 
 Format versions (the first element of the signed JSON array):
 1. `[1, [symbol, timeframe, start date|null, end date|null, validated_only], after_us]`:
    one symbol, dates only, oldest first. Still read, as the same query with `sort=asc`, so a
    client paging across a release keeps its place; never written any more.
-2. `[2, [symbols, timeframe, start|null, end|null, validated_only, sort], after_symbol,
-   after_us]`: `symbols` is the comma-joined list, `start`/`end` the bounds' canonical
-   spelling (a date, or an RFC 3339 UTC instant).
+2. `[2, [symbols, timeframe, start|null, end|null, validated_only, sort, adjusted],
+   after_symbol, after_us]`: `symbols` is the comma-joined list, `start`/`end` the bounds'
+   canonical spelling (a date, or an RFC 3339 UTC instant). Cursors written before `adjusted`
+   existed end the query after `sort` and read as `adjusted=true`, the prices they paged.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class CursorQuery(msgspec.Struct, frozen=True, array_like=True):
     end: str | None
     validated_only: bool
     sort: Sort = "asc"
+    adjusted: bool = True
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -131,7 +133,7 @@ def decode_cursor(cursor: str, query: CursorQuery, *, secret: bytes) -> Position
     if carried != query:
         raise BadRequest(
             "the cursor belongs to a different query: keep symbols, timeframe, start, end, "
-            "validated_only and sort unchanged while paging",
+            "validated_only, sort and adjusted unchanged while paging",
             details={"parameter": "cursor"},
         )
     try:

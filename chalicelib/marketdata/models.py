@@ -57,6 +57,13 @@ class BarQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     validated_only: Annotated[
         bool, Meta(description="Only bars that passed validation (no severe flag).")
     ] = True
+    adjusted: Annotated[
+        bool,
+        Meta(
+            description="`true`: prices and volumes in today's shares (split-adjusted, as "
+            "Polygon's `adjusted=true`); `false`: as traded. The answer says which it served."
+        ),
+    ] = True
     sort: Annotated[
         Sort,
         Meta(description="`asc`: oldest first; `desc`: newest first (with `limit`, the newest N)."),
@@ -93,6 +100,9 @@ class HistoricalPage(msgspec.Struct, frozen=True):
 
     symbol: str
     timeframe: str
+    adjusted: Annotated[
+        bool, Meta(description="Whether prices are split-adjusted (`true`) or as traded.")
+    ]
     start: str | None
     end: str | None
     count: int
@@ -115,6 +125,13 @@ class LatestQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timeframe: Annotated[Timeframe, Meta(description="Bar size.")] = "1d"
     validated_only: Annotated[
         bool, Meta(description="The last bar that passed validation (no severe flag).")
+    ] = True
+    adjusted: Annotated[
+        bool,
+        Meta(
+            description="`true`: prices and volumes in today's shares (split-adjusted, as "
+            "Polygon's `adjusted=true`); `false`: as traded. The answer says which it served."
+        ),
     ] = True
 
 
@@ -139,6 +156,9 @@ class LatestBars(msgspec.Struct, frozen=True):
     (with `validated_only`) has no row."""
 
     timeframe: str
+    adjusted: Annotated[
+        bool, Meta(description="Whether prices are split-adjusted (`true`) or as traded.")
+    ]
     count: int
     bars: list[SymbolBar]
 
@@ -154,6 +174,9 @@ class BarsPage(msgspec.Struct, frozen=True):
     `next_cursor` is null on the last page."""
 
     timeframe: str
+    adjusted: Annotated[
+        bool, Meta(description="Whether prices are split-adjusted (`true`) or as traded.")
+    ]
     symbols: list[str]
     start: str | None
     end: str | None

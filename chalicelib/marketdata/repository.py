@@ -24,11 +24,25 @@ from chalicelib.marketdata.models import (
 
 Connection = psycopg.Connection[Any]
 
+# Where each kind of price is read: split-adjusted from the `adjusted_bars` view (migration
+# 0009), as traded from the table. The view has the table's columns and keeps its primary-key
+# range scans, so every bar query below is written once, with `{bars}` for the relation.
+PRICE_RELATIONS = {True: "adjusted_bars", False: "bars"}
+
+
+def _by_prices(template: str, **parts: str) -> dict[bool, str]:
+    """`template` for split-adjusted (True) and traded (False) prices."""
+    return {
+        adjusted: template.format(bars=relation, **parts)
+        for adjusted, relation in PRICE_RELATIONS.items()
+    }
+
+
 # Both bounds are always concrete (the caller passes far-past/far-future instants for an open
 # end), so the plan is one range scan of the primary key, in its order, with no sort.
-SELECT_BARS_PAGE = """
+_SELECT_BARS_PAGE = """
 SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
-FROM bars
+FROM {bars}
 WHERE symbol = %(symbol)s
   AND timeframe = %(timeframe)s
   AND time >= %(start_at)s
@@ -38,11 +52,12 @@ WHERE symbol = %(symbol)s
 ORDER BY time
 LIMIT %(limit)s
 """
+SELECT_BARS_PAGE = _by_prices(_SELECT_BARS_PAGE)
 
 # Newest first: the same range scan of the primary key, backwards.
-SELECT_BARS_PAGE_DESC = """
+_SELECT_BARS_PAGE_DESC = """
 SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
-FROM bars
+FROM {bars}
 WHERE symbol = %(symbol)s
   AND timeframe = %(timeframe)s
   AND time >= %(start_at)s
@@ -52,6 +67,7 @@ WHERE symbol = %(symbol)s
 ORDER BY time DESC
 LIMIT %(limit)s
 """
+SELECT_BARS_PAGE_DESC = _by_prices(_SELECT_BARS_PAGE_DESC)
 
 # First and last bar over the symbol's tracked timeframes: two index probes per timeframe.
 SELECT_ACTIVE_SYMBOL_RANGES = """
@@ -149,9 +165,11 @@ def get_bars_page(
     validated_only: bool,
     limit: int,
     descending: bool = False,
+    adjusted: bool = True,
 ) -> list[Bar]:
     """Up to `limit` bars with `start_at <= time < end_before`, past `after` in the order asked
-    for: oldest first (`time > after`) or newest first (`time < after`)."""
+    for: oldest first (`time > after`) or newest first (`time < after`); split-adjusted prices
+    or, unless `adjusted`, traded ones."""
     params = {
         "symbol": symbol,
         "timeframe": timeframe,
@@ -163,7 +181,7 @@ def get_bars_page(
     }
     # Tuples turned into Bars by starmap: positional construction with no Python frame per
     # row, on the hot path of the largest responses (a row factory costs a call per row).
-    sql = SELECT_BARS_PAGE_DESC if descending else SELECT_BARS_PAGE
+    sql = (SELECT_BARS_PAGE_DESC if descending else SELECT_BARS_PAGE)[adjusted]
     rows = conn.execute(sql, params).fetchall()
     return list(starmap(Bar, rows))
 
@@ -223,14 +241,14 @@ def count_bars(conn: Connection) -> tuple[int, int]:
 
 # One statement answers the whole request: which symbols are tracked, and each one's last bar
 # (a backwards probe of the primary key per symbol, LIMIT 1).
-SELECT_LATEST_BARS = """
+_SELECT_LATEST_BARS = """
 SELECT r.symbol, s.timeframes,
        b.time, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trades, b.validated, b.flags
 FROM unnest(%(symbols)s::text[]) AS r(symbol)
 LEFT JOIN tracked_symbols AS s ON s.symbol = r.symbol
 LEFT JOIN LATERAL (
     SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
-    FROM bars
+    FROM {bars} AS bars
     WHERE bars.symbol = r.symbol
       AND bars.timeframe = %(timeframe)s
       AND (bars.validated OR NOT %(validated_only)s)
@@ -239,14 +257,20 @@ LEFT JOIN LATERAL (
 ) AS b ON true
 ORDER BY r.symbol
 """
+SELECT_LATEST_BARS = _by_prices(_SELECT_LATEST_BARS)
 
 
 def get_latest_bars(
-    conn: Connection, *, symbols: list[str], timeframe: str, validated_only: bool
+    conn: Connection,
+    *,
+    symbols: list[str],
+    timeframe: str,
+    validated_only: bool,
+    adjusted: bool = True,
 ) -> list[LatestRow]:
     """Each of `symbols` (sorted) with its tracked timeframes and its last bar, in one query."""
     rows = conn.execute(
-        SELECT_LATEST_BARS,
+        SELECT_LATEST_BARS[adjusted],
         {"symbols": symbols, "timeframe": timeframe, "validated_only": validated_only},
     ).fetchall()
     return [
@@ -270,7 +294,7 @@ FROM (
 ) AS s
 CROSS JOIN LATERAL (
     SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
-    FROM bars
+    FROM {bars} AS bars
     WHERE bars.symbol = s.symbol
       AND bars.timeframe = %(timeframe)s
       AND bars.time >= %(start_at)s
@@ -285,11 +309,11 @@ CROSS JOIN LATERAL (
 ORDER BY s.symbol, b.time {direction}
 LIMIT %(limit)s
 """
-SELECT_MANY_BARS_PAGE = _SELECT_MANY_BARS.format(
-    past=">", open_end="'-infinity'::timestamptz", direction="ASC"
+SELECT_MANY_BARS_PAGE = _by_prices(
+    _SELECT_MANY_BARS, past=">", open_end="'-infinity'::timestamptz", direction="ASC"
 )
-SELECT_MANY_BARS_PAGE_DESC = _SELECT_MANY_BARS.format(
-    past="<", open_end="'infinity'::timestamptz", direction="DESC"
+SELECT_MANY_BARS_PAGE_DESC = _by_prices(
+    _SELECT_MANY_BARS, past="<", open_end="'infinity'::timestamptz", direction="DESC"
 )
 
 
@@ -305,6 +329,7 @@ def get_many_bars_page(
     validated_only: bool,
     limit: int,
     descending: bool = False,
+    adjusted: bool = True,
 ) -> list[SymbolBar]:
     """Up to `limit` bars of `symbols` with `start_at <= time < end_before`, ordered by symbol
     and then time (oldest or newest first), past the position (`after_symbol`, `after`)."""
@@ -318,7 +343,7 @@ def get_many_bars_page(
         "validated_only": validated_only,
         "limit": limit,
     }
-    sql = SELECT_MANY_BARS_PAGE_DESC if descending else SELECT_MANY_BARS_PAGE
+    sql = (SELECT_MANY_BARS_PAGE_DESC if descending else SELECT_MANY_BARS_PAGE)[adjusted]
     return list(starmap(SymbolBar, conn.execute(sql, params).fetchall()))
 
 
@@ -365,23 +390,22 @@ CSV_BAR_HEADER = b"time,open,high,low,close,volume,vwap,trades,validated,flags\n
 CSV_ROW_HEADER = b"symbol," + CSV_BAR_HEADER
 
 
-def _copy_csv(page_sql: str, order: str) -> str:
-    return (
-        f"COPY (SELECT {{columns}} FROM ({page_sql}) AS page ORDER BY {order}) "
+def _copy_csv(pages: dict[bool, str], columns: str, order: str) -> dict[bool, str]:
+    return {
+        adjusted: f"COPY (SELECT {columns} FROM ({page_sql}) AS page ORDER BY {order}) "
         "TO STDOUT (FORMAT csv)"
-    )
+        for adjusted, page_sql in pages.items()
+    }
 
 
-COPY_BARS_PAGE_CSV = _copy_csv(SELECT_BARS_PAGE, "page.time").format(columns=_CSV_BAR_COLUMNS)
-COPY_BARS_PAGE_DESC_CSV = _copy_csv(SELECT_BARS_PAGE_DESC, "page.time DESC").format(
-    columns=_CSV_BAR_COLUMNS
-)
-COPY_MANY_BARS_PAGE_CSV = _copy_csv(SELECT_MANY_BARS_PAGE, "page.symbol, page.time").format(
-    columns="page.symbol, " + _CSV_BAR_COLUMNS
+COPY_BARS_PAGE_CSV = _copy_csv(SELECT_BARS_PAGE, _CSV_BAR_COLUMNS, "page.time")
+COPY_BARS_PAGE_DESC_CSV = _copy_csv(SELECT_BARS_PAGE_DESC, _CSV_BAR_COLUMNS, "page.time DESC")
+COPY_MANY_BARS_PAGE_CSV = _copy_csv(
+    SELECT_MANY_BARS_PAGE, "page.symbol, " + _CSV_BAR_COLUMNS, "page.symbol, page.time"
 )
 COPY_MANY_BARS_PAGE_DESC_CSV = _copy_csv(
-    SELECT_MANY_BARS_PAGE_DESC, "page.symbol, page.time DESC"
-).format(columns="page.symbol, " + _CSV_BAR_COLUMNS)
+    SELECT_MANY_BARS_PAGE_DESC, "page.symbol, " + _CSV_BAR_COLUMNS, "page.symbol, page.time DESC"
+)
 
 
 def _copy_out(conn: Connection, sql: str, params: dict[str, Any]) -> bytes:
@@ -400,6 +424,7 @@ def copy_bars_page_csv(
     validated_only: bool,
     limit: int,
     descending: bool = False,
+    adjusted: bool = True,
 ) -> bytes:
     """The rows `get_bars_page` reads, as CSV lines (no header), one per bar."""
     params = {
@@ -411,7 +436,8 @@ def copy_bars_page_csv(
         "validated_only": validated_only,
         "limit": limit,
     }
-    return _copy_out(conn, COPY_BARS_PAGE_DESC_CSV if descending else COPY_BARS_PAGE_CSV, params)
+    sql = (COPY_BARS_PAGE_DESC_CSV if descending else COPY_BARS_PAGE_CSV)[adjusted]
+    return _copy_out(conn, sql, params)
 
 
 def copy_many_bars_page_csv(
@@ -426,6 +452,7 @@ def copy_many_bars_page_csv(
     validated_only: bool,
     limit: int,
     descending: bool = False,
+    adjusted: bool = True,
 ) -> bytes:
     """The rows `get_many_bars_page` reads, as CSV lines (no header), symbol first."""
     params = {
@@ -438,5 +465,23 @@ def copy_many_bars_page_csv(
         "validated_only": validated_only,
         "limit": limit,
     }
-    sql = COPY_MANY_BARS_PAGE_DESC_CSV if descending else COPY_MANY_BARS_PAGE_CSV
+    sql = (COPY_MANY_BARS_PAGE_DESC_CSV if descending else COPY_MANY_BARS_PAGE_CSV)[adjusted]
     return _copy_out(conn, sql, params)
+
+
+# Units among `symbols` at `timeframe` whose bars are still the split-adjusted ones stored
+# before migration 0009: their traded prices are not known until their next backfill.
+SELECT_SPLIT_ADJUSTED_UNITS = """
+SELECT symbol FROM backfill_state
+WHERE symbol = ANY(%(symbols)s) AND timeframe = %(timeframe)s
+  AND stored_prices = 'split_adjusted'
+ORDER BY symbol
+"""
+
+
+def list_split_adjusted_units(conn: Connection, *, symbols: list[str], timeframe: str) -> list[str]:
+    """Which of `symbols` hold only split-adjusted `timeframe` bars (no traded prices yet)."""
+    rows = conn.execute(
+        SELECT_SPLIT_ADJUSTED_UNITS, {"symbols": symbols, "timeframe": timeframe}
+    ).fetchall()
+    return [row[0] for row in rows]

@@ -30,6 +30,7 @@ bp = Blueprint(__name__)
 TAG = "Market data"
 JSON_MEDIA_TYPE = "application/json"
 CSV_MEDIA_TYPE = "text/csv"
+ADJUSTED_HEADER = "Mdw-Adjusted"
 
 
 @route(
@@ -82,12 +83,15 @@ def show_symbol(symbol: str) -> Response:
     "with no bars is a 404, not an empty page, when the symbol is not tracked at that "
     "timeframe (the message and `details.tracked_timeframes` name the tracked ones) or when "
     "its first backfill has not completed yet (`details.backfill_status`); an empty 200 "
-    "means nothing traded in the range.",
+    "means nothing traded in the range. Prices are split-adjusted unless `adjusted=false` "
+    "(`adjusted` in the body, the `Mdw-Adjusted` header on CSV, says which); `adjusted=false` "
+    "is a 409 while the unit's bars are still the split-adjusted ones stored before traded "
+    "prices were kept, until its next backfill.",
     scope="read",
     tag=TAG,
     query=HistoricalQuery,
     response=HistoricalPage,
-    errors=(400, 404, 406),
+    errors=(400, 404, 406, 409),
     serves_csv=True,
     path_parameters={"symbol": "Any accepted spelling: `AAPL`, `btc`, `BTC-USD`, `X:BTCUSD`."},
 )
@@ -95,7 +99,7 @@ def historical(symbol: str, *, query: HistoricalQuery) -> Response:
     # One snapshot for the page: the extra row that decides next_cursor sees the same data.
     if _wants_csv(query):
         page = db.read(lambda conn: service.historical_csv(conn, symbol, query))
-        return _csv_response(page)
+        return _csv_response(page, adjusted=query.adjusted)
     body = db.read(lambda conn: service.historical_page(conn, symbol, query))
     return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
 
@@ -114,18 +118,19 @@ def historical(symbol: str, *, query: HistoricalQuery) -> Response:
     "cursor work as on /api/v1/historical/{symbol}: a page holds at most `limit` rows and "
     "never more than fits in 6 MB, and `next_cursor` continues it. On the first page, a "
     "symbol not tracked at `timeframe`, or whose first backfill has not completed, is a 404 "
-    "that names each such symbol and why (`details`).",
+    "that names each such symbol and why (`details`). `adjusted` works as on "
+    "/api/v1/historical/{symbol}.",
     scope="read",
     tag=TAG,
     query=BarsQuery,
     response=BarsPage,
-    errors=(400, 404, 406),
+    errors=(400, 404, 406, 409),
     serves_csv=True,
 )
 def bars(*, query: BarsQuery) -> Response:
     if _wants_csv(query):
         page = db.read(lambda conn: service.bars_csv(conn, query))
-        return _csv_response(page)
+        return _csv_response(page, adjusted=query.adjusted)
     body = db.read(lambda conn: service.bars_page(conn, query))
     return Response(body=body.decode(), status_code=200, headers=dict(JSON_HEADERS))
 
@@ -141,12 +146,13 @@ def bars(*, query: BarsQuery) -> Response:
     "one symbol, such as `BTC,X:BTCUSD`) or more than 100 symbols is a 400 naming the "
     "problem; symbols that are not tracked are a 404 naming them "
     "(`details.unknown_symbols`). A symbol not tracked at `timeframe`, or whose first "
-    "backfill has not completed, is a 404 saying so, as on the historical endpoint.",
+    "backfill has not completed, is a 404 saying so, as on the historical endpoint; "
+    "`adjusted` works as there too.",
     scope="read",
     tag=TAG,
     query=LatestQuery,
     response=LatestBars,
-    errors=(400, 404),
+    errors=(400, 404, 409),
 )
 def latest(*, query: LatestQuery) -> Response:
     return json_response(db.read(lambda conn: service.latest_bars(conn, query)))
@@ -175,9 +181,11 @@ def _wants_csv(query: BarQuery) -> bool:
     return negotiate(accept, (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE)) == CSV_MEDIA_TYPE
 
 
-def _csv_response(page: CsvPage) -> Response:
+def _csv_response(page: CsvPage, *, adjusted: bool) -> Response:
     headers: dict[str, str | list[str]] = {
-        "Content-Type": f"{CSV_MEDIA_TYPE}; charset=utf-8; header=present"
+        "Content-Type": f"{CSV_MEDIA_TYPE}; charset=utf-8; header=present",
+        # A CSV body has no room for it: which prices it holds travels beside it.
+        ADJUSTED_HEADER: "true" if adjusted else "false",
     }
     if page.next_cursor is not None:
         headers["Link"] = f'<{_next_page_reference(page.next_cursor)}>; rel="next"'

@@ -10,7 +10,7 @@ import msgspec
 
 from chalicelib import db
 from chalicelib.config import get_settings
-from chalicelib.errors import BadRequest, NotFound
+from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.market.tickers import normalize_symbol
 from chalicelib.marketdata import repository
 from chalicelib.marketdata.bounds import check_order, parse_end, parse_start
@@ -93,6 +93,8 @@ def historical_page(
     after = plan.first_position
     if query.cursor is not None:
         after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret).time
+    if not query.adjusted:
+        refuse_unknown_traded_prices(conn, [symbol], query.timeframe)
 
     # One extra row tells whether another page exists without a second query; no more rows
     # are read than could possibly fit in the response.
@@ -107,6 +109,7 @@ def historical_page(
         validated_only=query.validated_only,
         limit=min(query.limit, fits_at_most) + 1,
         descending=query.sort == "desc",
+        adjusted=query.adjusted,
     )
     bars = rows[: query.limit]
     more = len(rows) > query.limit
@@ -123,6 +126,7 @@ def historical_page(
             HistoricalPage(
                 symbol=symbol,
                 timeframe=query.timeframe,
+                adjusted=query.adjusted,
                 start=plan.start,
                 end=plan.end,
                 count=count,
@@ -176,7 +180,13 @@ def _plan(query: BarQuery, symbols: str) -> _Plan:
         start_at=start.at if start else _FAR_PAST,
         end_before=end.at if end else _FAR_FUTURE,
         cursor_query=CursorQuery(
-            symbols, query.timeframe, start_text, end_text, query.validated_only, query.sort
+            symbols,
+            query.timeframe,
+            start_text,
+            end_text,
+            query.validated_only,
+            query.sort,
+            query.adjusted,
         ),
         # Past the far end in the page's direction: the first page reads from the very start.
         first_position=_FAR_FUTURE if query.sort == "desc" else _FAR_PAST,
@@ -397,6 +407,26 @@ def parse_symbol_list(text: str) -> list[str]:
     return sorted(first_spelling)
 
 
+class TradedPricesUnknown(Conflict):
+    """Traded prices were asked of units that still hold only split-adjusted bars."""
+
+
+def refuse_unknown_traded_prices(conn: Connection, symbols: list[str], timeframe: str) -> None:
+    """Refuse `adjusted=false` for units whose bars are still the split-adjusted ones stored
+    before migration 0009: dividing back by the splits would guess at what the provider had
+    applied, so they are served adjusted until their next backfill re-fetches them as traded."""
+    pending = repository.list_split_adjusted_units(conn, symbols=symbols, timeframe=timeframe)
+    if pending:
+        names = ", ".join(pending)
+        raise TradedPricesUnknown(
+            f"traded (unadjusted) {timeframe} prices of {names} are not stored yet: the bars "
+            "were stored split-adjusted, and the next backfill re-fetches them as traded. Ask "
+            "with adjusted=true meanwhile; an admin can start the backfill now with POST "
+            "/api/v1/admin/symbols/{symbol}/backfill",
+            details={"timeframe": timeframe, "symbols": pending},
+        )
+
+
 def _refuse_unknown(unknown: list[str]) -> None:
     if unknown:
         raise NotFound(
@@ -410,9 +440,15 @@ def latest_bars(conn: Connection, query: LatestQuery) -> LatestBars:
     is a 404 that says why, as on the other bar endpoints."""
     symbols = parse_symbol_list(query.symbols)
     rows = repository.get_latest_bars(
-        conn, symbols=symbols, timeframe=query.timeframe, validated_only=query.validated_only
+        conn,
+        symbols=symbols,
+        timeframe=query.timeframe,
+        validated_only=query.validated_only,
+        adjusted=query.adjusted,
     )
     _refuse_unknown([row.symbol for row in rows if row.timeframes is None])
+    if not query.adjusted:
+        refuse_unknown_traded_prices(conn, symbols, query.timeframe)
     without_bar = [row.symbol for row in rows if row.bar is None]
     if without_bar:
         # Only when a symbol has no bar to show: the answer is a 404, so its cost is no issue.
@@ -425,7 +461,9 @@ def latest_bars(conn: Connection, query: LatestQuery) -> LatestBars:
         for row in rows
         if row.bar is not None
     ]
-    return LatestBars(timeframe=query.timeframe, count=len(bars), bars=bars)
+    return LatestBars(
+        timeframe=query.timeframe, adjusted=query.adjusted, count=len(bars), bars=bars
+    )
 
 
 def bars_page(
@@ -445,6 +483,8 @@ def bars_page(
         after = Position("", plan.first_position)  # "" sorts before every symbol
     else:
         after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret)
+    if not query.adjusted:
+        refuse_unknown_traded_prices(conn, symbols, query.timeframe)
 
     fits_at_most = max_response_bytes // _MIN_ROW_WIRE_BYTES + 1
     rows = repository.get_many_bars_page(
@@ -458,6 +498,7 @@ def bars_page(
         validated_only=query.validated_only,
         limit=min(query.limit, fits_at_most) + 1,
         descending=query.sort == "desc",
+        adjusted=query.adjusted,
     )
     page = rows[: query.limit]
     more = len(rows) > query.limit
@@ -471,6 +512,7 @@ def bars_page(
         return _encoder.encode(
             BarsPage(
                 timeframe=query.timeframe,
+                adjusted=query.adjusted,
                 symbols=symbols,
                 start=plan.start,
                 end=plan.end,
@@ -516,6 +558,8 @@ def historical_csv(
     after = plan.first_position
     if query.cursor is not None:
         after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret).time
+    if not query.adjusted:
+        refuse_unknown_traded_prices(conn, [symbol], query.timeframe)
     data = repository.copy_bars_page_csv(
         conn,
         symbol=symbol,
@@ -526,6 +570,7 @@ def historical_csv(
         validated_only=query.validated_only,
         limit=query.limit + 1,
         descending=query.sort == "desc",
+        adjusted=query.adjusted,
     )
     if not data and query.cursor is None:
         _explain_no_bars(conn, tracked, query.timeframe)
@@ -554,6 +599,8 @@ def bars_csv(
         after = Position("", plan.first_position)
     else:
         after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret)
+    if not query.adjusted:
+        refuse_unknown_traded_prices(conn, symbols, query.timeframe)
     data = repository.copy_many_bars_page_csv(
         conn,
         symbols=symbols,
@@ -565,6 +612,7 @@ def bars_csv(
         validated_only=query.validated_only,
         limit=query.limit + 1,
         descending=query.sort == "desc",
+        adjusted=query.adjusted,
     )
 
     def position_of(line: bytes) -> Position:

@@ -34,8 +34,10 @@ class AggsQuery(msgspec.Struct, frozen=True):
     adjusted: Annotated[
         bool,
         Meta(
-            description="Split-adjusted prices (the default). `false` is refused with a 400 "
-            "for now: unadjusted prices are not stored yet."
+            description="`true` (the default): prices and volumes in today's shares, "
+            "split-adjusted; `false`: as traded. Buckets are built from bars of the kind asked "
+            "for. `false` is a 409 while the bars are still the split-adjusted ones stored "
+            "before traded prices were kept, until the symbol's next backfill."
         ),
     ] = True
     sort: Annotated[Sort, Meta(description="`asc`: oldest first; `desc`: newest first.")] = "asc"
@@ -58,7 +60,11 @@ class GroupedQuery(msgspec.Struct, frozen=True):
     """Query string of the grouped daily endpoints."""
 
     adjusted: Annotated[
-        bool, Meta(description="Split-adjusted prices (the default); `false` is refused for now.")
+        bool,
+        Meta(
+            description="Split-adjusted prices (the default) or, with `false`, as traded (a "
+            "409 while a symbol's bars are still stored split-adjusted)."
+        ),
     ] = True
     include_otc: Annotated[
         bool, Meta(description="Accepted for compatibility; the warehouse tracks no OTC tickers.")

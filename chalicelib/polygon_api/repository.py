@@ -18,6 +18,8 @@ import msgspec
 import psycopg
 from psycopg.rows import class_row
 
+from chalicelib.marketdata.repository import PRICE_RELATIONS
+
 Connection = psycopg.Connection[Any]
 
 BucketKind = Literal["minutes", "days", "weeks", "months"]
@@ -68,7 +70,7 @@ SELECT_STORED_AGGS = """
 SELECT (extract(epoch FROM time) * 1000)::bigint AS t,
        open AS o, high AS h, low AS l, close AS c, volume AS v, vwap AS vw, trades AS n,
        1 AS base_bars, time AS first_time, time AS last_time
-FROM bars
+FROM {bars}
 WHERE symbol = %(symbol)s
   AND timeframe = %(timeframe)s
   AND validated
@@ -126,7 +128,7 @@ FROM (
              / nullif(sum(b.volume) FILTER (WHERE b.vwap IS NOT NULL), 0) AS vw,
            sum(b.trades)::bigint AS n,
            count(*)::int AS base_bars
-    FROM bars AS b
+    FROM {bars} AS b
     {month_join}
     WHERE b.symbol = %(symbol)s
       AND b.timeframe = %(timeframe)s
@@ -136,12 +138,12 @@ FROM (
     GROUP BY 1
 ) AS k
 CROSS JOIN LATERAL (
-    SELECT open FROM bars
+    SELECT open FROM {bars}
     WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s AND time = k.first_time
     LIMIT 1
 ) AS f
 CROSS JOIN LATERAL (
-    SELECT close FROM bars
+    SELECT close FROM {bars}
     WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s AND time = k.last_time
     LIMIT 1
 ) AS z
@@ -151,12 +153,12 @@ LIMIT %(limit)s
 
 # The daily bar of every active symbol tracked at 1d whose bar falls on `day` in its own
 # market's zone (New York for stocks and ETFs, UTC for crypto).
-SELECT_GROUPED_DAILY = """
+_SELECT_GROUPED_DAILY = """
 SELECT s.symbol, s.asset_class, (extract(epoch FROM b.time) * 1000)::bigint AS t,
        b.open AS o, b.high AS h, b.low AS l, b.close AS c, b.volume AS v, b.vwap AS vw,
        b.trades AS n
 FROM tracked_symbols AS s
-JOIN bars AS b
+JOIN {bars} AS b
   ON b.symbol = s.symbol
  AND b.timeframe = '1d'
  AND b.time >= (%(day)s::date)::timestamp AT TIME ZONE (
@@ -168,6 +170,10 @@ WHERE s.active
   AND (s.asset_class = 'crypto') = %(crypto)s
 ORDER BY s.symbol
 """
+SELECT_GROUPED_DAILY = {
+    adjusted: _SELECT_GROUPED_DAILY.format(bars=relation)
+    for adjusted, relation in PRICE_RELATIONS.items()
+}
 
 SELECT_SPLITS = """
 SELECT symbol, execution_date, split_from, split_to
@@ -198,9 +204,13 @@ def list_stored_aggs(
     before: datetime,
     descending: bool,
     limit: int,
+    adjusted: bool,
 ) -> list[AggRow]:
-    """Up to `limit` stored, validated bars of one timeframe, as they are."""
-    query = SELECT_STORED_AGGS.format(direction="DESC" if descending else "ASC")
+    """Up to `limit` stored, validated bars of one timeframe, as they are (split-adjusted or,
+    unless `adjusted`, as traded)."""
+    query = SELECT_STORED_AGGS.format(
+        bars=PRICE_RELATIONS[adjusted], direction="DESC" if descending else "ASC"
+    )
     params = {
         "symbol": symbol,
         "timeframe": timeframe,
@@ -228,9 +238,11 @@ def list_resampled_aggs(
     before: datetime,
     descending: bool,
     limit: int,
+    adjusted: bool,
 ) -> list[AggRow]:
     """Up to `limit` buckets of `step` `kind` built from the stored, validated `base_timeframe`
-    bars with start_at <= time < end_before and after < time < before."""
+    bars with start_at <= time < end_before and after < time < before, split-adjusted before
+    they are grouped (or, unless `adjusted`, as traded)."""
     bucket = BUCKET_EXPRESSIONS[kind]
     bucket_start = "k.bucket AT TIME ZONE %(zone)s"  # a local time back to its instant
     if kind == "minutes" and MINUTES_PER_HOUR % step == 0:
@@ -238,6 +250,7 @@ def list_resampled_aggs(
     elif kind == "minutes" and MINUTES_PER_DAY % step:
         bucket = UNEVEN_MINUTES
     query = SELECT_RESAMPLED_AGGS.format(
+        bars=PRICE_RELATIONS[adjusted],
         bucket=bucket,
         bucket_start=bucket_start,
         month_join=_MONTH_INDEX if kind == "months" else "",
@@ -258,9 +271,12 @@ def list_resampled_aggs(
     return list(starmap(AggRow, conn.execute(query, params).fetchall()))
 
 
-def list_grouped_daily(conn: Connection, *, day: date, crypto: bool) -> list[GroupedRow]:
+def list_grouped_daily(
+    conn: Connection, *, day: date, crypto: bool, adjusted: bool
+) -> list[GroupedRow]:
     with conn.cursor(row_factory=class_row(GroupedRow)) as cur:
-        return cur.execute(SELECT_GROUPED_DAILY, {"day": day, "crypto": crypto}).fetchall()
+        params = {"day": day, "crypto": crypto}
+        return cur.execute(SELECT_GROUPED_DAILY[adjusted], params).fetchall()
 
 
 def list_splits(

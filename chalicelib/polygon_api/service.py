@@ -20,12 +20,16 @@ import msgspec
 
 from chalicelib import db
 from chalicelib.config import get_settings
-from chalicelib.errors import AppError, BadRequest, NotFound
+from chalicelib.errors import BadRequest, NotFound
 from chalicelib.market.tickers import normalize_symbol, provider_ticker
-from chalicelib.market.timeframes import TIMEFRAMES
+from chalicelib.market.timeframes import DAILY, TIMEFRAMES
 from chalicelib.marketdata.cursor import CursorQuery, Position, decode_cursor, encode_cursor
 from chalicelib.marketdata.gaps import daily_bar_zone
-from chalicelib.marketdata.service import MAX_RESPONSE_BYTES, wire_size
+from chalicelib.marketdata.service import (
+    MAX_RESPONSE_BYTES,
+    refuse_unknown_traded_prices,
+    wire_size,
+)
 from chalicelib.polygon_api import repository
 from chalicelib.polygon_api.models import (
     MAX_MULTIPLIER,
@@ -53,13 +57,6 @@ _FAR_FUTURE = datetime(9999, 12, 30, tzinfo=UTC)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _MILLIS = re.compile(r"-?[0-9]{1,15}")
 _encoder = msgspec.json.Encoder()
-
-
-class UnadjustedNotServed(AppError):
-    """`adjusted=false`: the warehouse stores split-adjusted bars only, for now."""
-
-    status = 400
-    code = "unadjusted_not_available"
 
 
 class Bucketing(NamedTuple):
@@ -150,15 +147,6 @@ def parse_bound(raw: str, name: str, zone: str, *, end: bool) -> datetime:
     )
 
 
-def _check_adjusted(adjusted: bool) -> None:
-    if not adjusted:
-        raise UnadjustedNotServed(
-            "adjusted=false is not available yet: the warehouse stores split-adjusted bars "
-            "only; ask with adjusted=true (the default)",
-            details={"adjusted": False},
-        )
-
-
 class AggsRequest(NamedTuple):
     """The path of one aggregates request, as sent."""
 
@@ -182,7 +170,6 @@ def aggs_page(
     `next_url`."""
     timespan = parse_timespan(request.timespan)
     multiplier = parse_multiplier(request.multiplier, timespan)
-    _check_adjusted(query.adjusted)
     symbol, asset_class = normalize_symbol(request.ticker)
     tracked = symbols_repository.get_symbol(conn, symbol)
     zone = daily_bar_zone(tracked.asset_class if tracked else asset_class)
@@ -198,7 +185,7 @@ def aggs_page(
         return _encoder.encode(
             AggsResponse(
                 ticker=request.ticker,
-                adjusted=True,
+                adjusted=query.adjusted,
                 queryCount=0,
                 resultsCount=0,
                 status=STATUS_OK,
@@ -214,6 +201,8 @@ def aggs_page(
             f"can add it with PUT /api/v1/admin/symbols/{tracked.symbol}",
             details={"tracked_timeframes": list(tracked.timeframes)},
         )
+    if not query.adjusted:
+        refuse_unknown_traded_prices(conn, [tracked.symbol], plan.base_timeframe)
 
     descending = query.sort == "desc"
     cursor_query = CursorQuery(
@@ -222,6 +211,8 @@ def aggs_page(
         None,
         None,
         True,
+        "asc",
+        query.adjusted,
     )
     secret = get_settings().cursor_secret.encode()
     after, before = _FAR_PAST, _FAR_FUTURE
@@ -246,6 +237,7 @@ def aggs_page(
             before=before,
             descending=descending,
             limit=query.limit + 1,
+            adjusted=query.adjusted,
         )
     else:
         rows = repository.list_resampled_aggs(
@@ -261,6 +253,7 @@ def aggs_page(
             before=before,
             descending=descending,
             limit=query.limit + 1,
+            adjusted=query.adjusted,
         )
     more = len(rows) > query.limit
     rows = rows[: query.limit]
@@ -276,7 +269,7 @@ def aggs_page(
         return _encoder.encode(
             AggsResponse(
                 ticker=request.ticker,
-                adjusted=True,
+                adjusted=query.adjusted,
                 queryCount=sum(r.base_bars for r in served),
                 resultsCount=count,
                 status=STATUS_OK,
@@ -324,9 +317,10 @@ def grouped_daily(
 ) -> GroupedResponse:
     """Every active symbol's daily bar of one market date (New York date for stocks, UTC
     date for crypto)."""
-    _check_adjusted(query.adjusted)
     day = _parse_date(raw_date, "date")
-    rows = repository.list_grouped_daily(conn, day=day, crypto=crypto)
+    rows = repository.list_grouped_daily(conn, day=day, crypto=crypto, adjusted=query.adjusted)
+    if not query.adjusted and rows:
+        refuse_unknown_traded_prices(conn, [r.symbol for r in rows], DAILY)
     results = [
         GroupedAgg(
             provider_ticker(r.symbol, r.asset_class), r.o, r.h, r.l, r.c, r.v, r.t, r.vw, r.n
@@ -334,7 +328,7 @@ def grouped_daily(
         for r in rows
     ]
     return GroupedResponse(
-        adjusted=True,
+        adjusted=query.adjusted,
         queryCount=len(results),
         resultsCount=len(results),
         status=STATUS_OK,

@@ -151,7 +151,10 @@ def test_bar_extent_and_bars_before(conn):
     )
 
     assert extent == BarExtent(T0, T0 + timedelta(minutes=4))
-    assert before == [RecentBar(100.5, 2.0, True), RecentBar(100.5, 1.0, True)]
+    assert before == [
+        RecentBar(T0 + timedelta(minutes=2), 100.5, 2.0, True),
+        RecentBar(T0 + timedelta(minutes=1), 100.5, 1.0, True),
+    ]
 
 
 def state_row(conn, symbol="AAPL", timeframe="1d"):

@@ -318,7 +318,65 @@ def test_crypto_is_fetched_as_the_usd_pair_every_day_with_fractional_volume(
     assert all(b[8] and b[9] == [] for b in bars)
 
 
-def test_a_split_since_the_last_backfill_refetches_everything(conn, simulator, polygon):
+def adjusted_bars(conn, symbol, timeframe="1d"):
+    return conn.execute(
+        """
+        SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
+        FROM adjusted_bars WHERE symbol = %s AND timeframe = %s ORDER BY time
+        """,
+        (symbol, timeframe),
+    ).fetchall()
+
+
+def provider_bars(polygon, start, end, *, adjusted, ticker="AAPL"):
+    """The simulator's daily bars as (time, open, high, low, close, volume, vwap, trades)."""
+    pages = polygon.aggregates(ticker, 1, "day", start, end, adjusted=adjusted)
+    return [
+        (datetime.fromtimestamp(b.t / 1000, UTC), b.o, b.h, b.l, b.c, b.v, b.vw, b.n)
+        for page in pages
+        for b in page
+    ]
+
+
+def approx_rows(rows):
+    """Provider rows as our reads may differ from them: the provider rounds adjusted prices to
+    four decimals and volumes to whole shares, the view divides the traded ones exactly."""
+    return [
+        (
+            time,
+            *(pytest.approx(price, abs=5.001e-5) for price in (o, h, low, c)),
+            pytest.approx(volume, rel=1e-6),
+            pytest.approx(vwap, abs=5.001e-5),
+            trades,
+        )
+        for time, o, h, low, c, volume, vwap, trades in rows
+    ]
+
+
+def test_bars_are_stored_as_traded_and_read_split_adjusted(conn, simulator, polygon):
+    make_symbol(conn, "AAPL")
+    simulator.add_split("AAPL", date(2020, 8, 31), 1, 4)
+    simulator.add_split("AAPL", date(2022, 6, 6), 1, 20)
+    simulator.clear_log()
+
+    result = service.backfill_one(PinnedConnection(conn), polygon, unit(), "1d", now=clock())
+
+    assert result.status == "completed"
+    fetched = [r.query for r in simulator.requests if r.path.startswith("/v2/aggs/ticker/")]
+    assert [query["adjusted"] for query in fetched] == ["false"]
+    stored = stored_bars(conn, "AAPL")
+    start, end = stored[0][0].astimezone(NEW_YORK).date(), TODAY
+    assert [row[:8] for row in stored] == provider_bars(polygon, start, end, adjusted=False)
+    # The view divides by 80 before 31 Aug 2020 and by 20 until 6 Jun 2022, as Polygon does.
+    read = [row[:8] for row in adjusted_bars(conn, "AAPL")]
+    assert read == approx_rows(provider_bars(polygon, start, end, adjusted=True))
+    ratios = {round(a[4] and s[4] / a[4], 9) for s, a in zip(stored, read, strict=True)}
+    assert ratios == {80.0, 20.0, 1.0}
+    # Judged in today's shares: neither split is a price jump, nor the volume after it a spike.
+    assert all(row[8] and row[9] == [] for row in stored)
+
+
+def test_a_split_since_the_last_backfill_rewrites_no_bar(conn, simulator, polygon):
     make_symbol(conn, "AAPL")
     source = PinnedConnection(conn)
     service.backfill_one(source, polygon, unit(), "1d", now=clock())
@@ -331,18 +389,65 @@ def test_a_split_since_the_last_backfill_refetches_everything(conn, simulator, p
 
     splits_checks = [r.query for r in simulator.requests if r.path == "/v3/reference/splits"]
     assert splits_checks[0]["execution_date.gte"] == "2024-06-14"
-    # From the oldest stored bar (older than five years before the new date).
-    start = first[0][0].astimezone(NEW_YORK).date().isoformat()
-    assert start < (later.date() - timedelta(days=1826)).isoformat()
-    assert aggregate_paths(simulator) == [f"/v2/aggs/ticker/AAPL/range/1/day/{start}/2024-06-17"]
-    assert (result.status, result.full) == ("completed", True)
-    after = {b[0]: b for b in stored_bars(conn, "AAPL")}
-    # Every earlier adjusted price is now in post-split shares.
-    assert result.bars_written == len(after)
-    for old in first:
-        assert after[old[0]][4] == pytest.approx(old[4] / 4, rel=1e-3)
-        assert after[old[0]][8] is True
+    # Only from the newest stored bar on: no stored price changes with the split.
+    assert aggregate_paths(simulator) == ["/v2/aggs/ticker/AAPL/range/1/day/2024-06-14/2024-06-17"]
+    assert (result.status, result.full, result.bars_written) == ("completed", False, 1)
+    after = stored_bars(conn, "AAPL")
+    assert after[:-1] == first
     assert [row[:4] for row in splits_of(conn)] == [("AAPL", date(2024, 6, 17), 1.0, 4.0)]
+    # Reads apply it: every earlier bar in post-split shares, the new bar as traded.
+    read = adjusted_bars(conn, "AAPL")
+    assert read[-1] == after[-1]
+    for old, new in zip(first, read, strict=False):
+        assert new[1:5] == pytest.approx([price / 4 for price in old[1:5]], rel=1e-12)
+        assert new[5] == pytest.approx(old[5] * 4, rel=1e-12)
+    start = first[0][0].astimezone(NEW_YORK).date()
+    expected = provider_bars(polygon, start, date(2024, 6, 17), adjusted=True)
+    assert [row[:8] for row in read] == approx_rows(expected)
+    # The split day drops to a quarter of the close before it: not a price jump.
+    assert after[-1][8:] == (True, [])
+
+
+def test_a_unit_stored_split_adjusted_is_fetched_whole_once(conn, simulator, polygon, client):
+    """Bars written before migration 0009 are split-adjusted: the unit's next run re-fetches it
+    as traded prices and marks it, and the runs after it are incremental again."""
+    make_symbol(conn, "AAPL")
+    source = PinnedConnection(conn)
+    simulator.add_split("AAPL", date(2022, 6, 6), 1, 20)
+    provider = provider_bars(polygon, date(2019, 1, 1), TODAY, adjusted=True)
+    first_day = provider[0][0]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO bars (symbol, timeframe, time, open, high, low, close, volume, vwap,"
+            " trades, validated) VALUES ('AAPL', '1d', %s, %s, %s, %s, %s, %s, %s, %s, true)",
+            provider,
+        )
+    conn.execute(
+        "INSERT INTO backfill_state (symbol, timeframe, status, last_backfill, stored_prices)"
+        " VALUES ('AAPL', '1d', 'completed', %s, 'split_adjusted')",
+        (NOW,),
+    )
+    # Served as stored meanwhile: the adjusted prices, not divided again by the stored split.
+    conn.execute(
+        "INSERT INTO splits (symbol, execution_date, split_from, split_to)"
+        " VALUES ('AAPL', '2022-06-06', 1, 20)"
+    )
+    assert [row[:8] for row in adjusted_bars(conn, "AAPL")] == provider
+    simulator.clear_log()
+
+    converted = service.backfill_one(source, polygon, unit(), "1d", now=clock())
+    again = service.backfill_one(source, polygon, unit(), "1d", now=clock())
+
+    start = first_day.astimezone(NEW_YORK).date()
+    assert (converted.status, converted.full) == ("completed", True)
+    assert converted.range_start == start
+    assert (again.full, again.bars_written) == (False, 0)
+    state = repository.get_state(conn, "AAPL", "1d")
+    assert state is not None
+    assert state.stored_prices == "unadjusted"
+    traded = provider_bars(polygon, start, TODAY, adjusted=False)
+    assert [row[:8] for row in stored_bars(conn, "AAPL")] == traded
+    assert [row[:8] for row in adjusted_bars(conn, "AAPL")] == approx_rows(provider)
 
 
 def test_a_split_before_the_last_backfill_changes_nothing(conn, simulator, polygon):

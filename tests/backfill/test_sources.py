@@ -18,14 +18,17 @@ FRIDAY_START_MS = int(datetime(2024, 6, 14, 4, tzinfo=UTC).timestamp() * 1000)  
 
 @pytest.fixture
 def grouped(polygon: PolygonClient) -> GroupedDaySource:
-    return GroupedDaySource(polygon, "stocks", FRIDAY, polygon.grouped_daily("stocks", FRIDAY))
+    rows = polygon.grouped_daily("stocks", FRIDAY, adjusted=False)
+    return GroupedDaySource(polygon, "stocks", FRIDAY, rows)
 
 
 def test_the_day_s_bar_is_the_range_endpoint_s_bar(
     grouped: GroupedDaySource, polygon: PolygonClient
 ) -> None:
-    (pages,) = [list(grouped.aggregates("AAPL", 1, "day", date(2024, 6, 13), FRIDAY))]
-    (ranged,) = polygon.aggregates("AAPL", 1, "day", FRIDAY, FRIDAY)
+    (pages,) = [
+        list(grouped.aggregates("AAPL", 1, "day", date(2024, 6, 13), FRIDAY, adjusted=False))
+    ]
+    (ranged,) = polygon.aggregates("AAPL", 1, "day", FRIDAY, FRIDAY, adjusted=False)
 
     assert pages == [ranged]
     assert ranged[0].t == FRIDAY_START_MS
@@ -34,14 +37,22 @@ def test_the_day_s_bar_is_the_range_endpoint_s_bar(
 def test_a_window_without_the_day_or_an_unknown_ticker_gets_no_bar(
     grouped: GroupedDaySource,
 ) -> None:
-    assert list(grouped.aggregates("AAPL", 1, "day", date(2024, 6, 10), date(2024, 6, 13))) == [[]]
-    assert list(grouped.aggregates("AAPL", 1, "day", date(2024, 6, 17), date(2024, 6, 18))) == [[]]
-    assert list(grouped.aggregates("NOPE", 1, "day", FRIDAY, FRIDAY)) == [[]]
+    def day_bars(ticker: str, start: date, end: date) -> list[list[object]]:
+        return list(grouped.aggregates(ticker, 1, "day", start, end, adjusted=False))
+
+    assert day_bars("AAPL", date(2024, 6, 10), date(2024, 6, 13)) == [[]]
+    assert day_bars("AAPL", date(2024, 6, 17), date(2024, 6, 18)) == [[]]
+    assert day_bars("NOPE", FRIDAY, FRIDAY) == [[]]
 
 
 def test_only_daily_bars_are_served(grouped: GroupedDaySource) -> None:
     with pytest.raises(ValueError, match="daily bars only"):
-        list(grouped.aggregates("AAPL", 1, "hour", FRIDAY, FRIDAY))
+        list(grouped.aggregates("AAPL", 1, "hour", FRIDAY, FRIDAY, adjusted=False))
+
+
+def test_prices_of_the_other_kind_are_refused(grouped: GroupedDaySource) -> None:
+    with pytest.raises(ValueError, match="holds traded prices only"):
+        list(grouped.aggregates("AAPL", 1, "day", FRIDAY, FRIDAY, adjusted=True))
 
 
 def test_splits_come_from_one_bulk_lookup_per_date(

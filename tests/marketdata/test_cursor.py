@@ -7,6 +7,7 @@ import hashlib
 import hmac
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from chalicelib.errors import BadRequest
@@ -90,10 +91,19 @@ GOLDEN_QUERY = CursorQuery("AAPL,MSFT", "1d", "2025-01-02", "2025-03-04T15:30:00
 GOLDEN_AFTER = Position("MSFT", datetime(2025, 2, 3, 5, 0, 0, 250000, tzinfo=UTC))
 GOLDEN_SECRET = b"mdw-cursor-v1"
 GOLDEN_PAYLOAD = (
-    b'[2,["AAPL,MSFT","1d","2025-01-02","2025-03-04T15:30:00Z",true,"desc"],'
+    b'[2,["AAPL,MSFT","1d","2025-01-02","2025-03-04T15:30:00Z",true,"desc",true],'
     b'"MSFT",1738558800250000]'
 )
 GOLDEN = (
+    "WzIsWyJBQVBMLE1TRlQiLCIxZCIsIjIwMjUtMDEtMDIiLCIyMDI1LTAzLTA0VDE1OjMwOjAwWiIsdHJ1ZSwiZGVzYyIs"
+    "dHJ1ZV0sIk1TRlQiLDE3Mzg1NTg4MDAyNTAwMDBd.8HOj25OrWOB0z8OjLw3lTg"
+)
+# Version 2 as written before `adjusted` joined the query: six elements, split-adjusted pages.
+WITHOUT_ADJUSTED_PAYLOAD = (
+    b'[2,["AAPL,MSFT","1d","2025-01-02","2025-03-04T15:30:00Z",true,"desc"],'
+    b'"MSFT",1738558800250000]'
+)
+WITHOUT_ADJUSTED = (
     "WzIsWyJBQVBMLE1TRlQiLCIxZCIsIjIwMjUtMDEtMDIiLCIyMDI1LTAzLTA0VDE1OjMwOjAwWiIsdHJ1ZSwiZGVzYyJd"
     "LCJNU0ZUIiwxNzM4NTU4ODAwMjUwMDAwXQ.h59QXz5I8LjRUVJoj78E7w"
 )
@@ -121,6 +131,15 @@ def test_the_golden_cursor_is_what_the_format_says() -> None:
     assert signed(GOLDEN_PAYLOAD) == GOLDEN
     assert encode_cursor(GOLDEN_QUERY, GOLDEN_AFTER, secret=GOLDEN_SECRET) == GOLDEN
     assert decode_cursor(GOLDEN, GOLDEN_QUERY, secret=GOLDEN_SECRET) == GOLDEN_AFTER
+
+
+def test_a_cursor_from_before_adjusted_reads_as_split_adjusted() -> None:
+    assert signed(WITHOUT_ADJUSTED_PAYLOAD) == WITHOUT_ADJUSTED
+    traded = msgspec.structs.replace(GOLDEN_QUERY, adjusted=False)
+
+    assert decode_cursor(WITHOUT_ADJUSTED, GOLDEN_QUERY, secret=GOLDEN_SECRET) == GOLDEN_AFTER
+    with pytest.raises(BadRequest, match="different query"):
+        decode_cursor(WITHOUT_ADJUSTED, traded, secret=GOLDEN_SECRET)
 
 
 def test_a_version_1_cursor_is_still_read_as_the_same_ascending_query() -> None:

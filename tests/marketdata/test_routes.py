@@ -1212,3 +1212,119 @@ def test_csv_of_a_symbol_not_yet_backfilled_is_the_json_404(
 
     assert response.status_code == 404
     assert response.json_body["error"]["details"]["backfill_status"] == "pending"
+
+
+# --- adjusted and traded prices ------------------------------------------------------------------
+
+
+def split_on_the_third(conn: db.Connection) -> None:
+    """AAPL daily bars on 1-4 Jan 2024 (opens 100.00 to 100.03) and a 4-for-1 split on the 3rd."""
+    make_symbol(conn, "AAPL")
+    make_bars(conn, "AAPL", daily_times(date(2024, 1, 1), 4))
+    conn.execute(
+        "INSERT INTO splits (symbol, execution_date, split_from, split_to)"
+        " VALUES ('AAPL', '2024-01-03', 1, 4)"
+    )
+
+
+def test_historical_is_split_adjusted_unless_traded_prices_are_asked_for(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    split_on_the_third(pinned_db)
+
+    adjusted = get(client, "/api/v1/historical/AAPL", reader).json_body
+    traded = get(client, "/api/v1/historical/AAPL?adjusted=false", reader).json_body
+
+    assert (adjusted["adjusted"], traded["adjusted"]) == (True, False)
+    assert [(b["open"], b["volume"], b["trades"]) for b in traded["bars"]] == [
+        (100.0, 1000.0, 10),
+        (100.01, 1001.0, 11),
+        (100.02, 1002.0, 12),
+        (100.03, 1003.0, 13),
+    ]
+    assert [(b["open"], b["volume"], b["trades"]) for b in adjusted["bars"]] == [
+        (25.0, 4000.0, 10),
+        (100.01 / 4, 4004.0, 11),
+        (100.02, 1002.0, 12),
+        (100.03, 1003.0, 13),
+    ]
+
+
+def test_bars_latest_and_csv_say_which_prices_they_serve(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    split_on_the_third(pinned_db)
+    before = "start=2024-01-01&end=2024-01-01"
+
+    many = get(client, f"/api/v1/bars?symbols=AAPL&adjusted=false&{before}", reader).json_body
+    latest = get(client, "/api/v1/latest?symbols=AAPL&adjusted=false", reader).json_body
+    adjusted_csv = get(client, f"/api/v1/historical/AAPL?format=csv&{before}", reader)
+    traded_csv = get(
+        client, f"/api/v1/bars?symbols=AAPL&format=csv&adjusted=false&{before}", reader
+    )
+
+    assert (many["adjusted"], many["bars"][0]["close"]) == (False, 100.5)
+    assert (latest["adjusted"], latest["bars"][0]["close"]) == (False, 100.53)
+    assert adjusted_csv.headers["Mdw-Adjusted"] == "true"
+    assert adjusted_csv.body.decode().splitlines()[1].split(",")[4] == "25.125"
+    assert traded_csv.headers["Mdw-Adjusted"] == "false"
+    assert traded_csv.body.decode().splitlines()[1].split(",")[5] == "100.5"
+
+
+def test_a_cursor_keeps_its_kind_of_prices(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str]
+) -> None:
+    split_on_the_third(pinned_db)
+    first = get(client, "/api/v1/historical/AAPL?limit=2", reader).json_body
+
+    response = get(
+        client,
+        f"/api/v1/historical/AAPL?limit=2&adjusted=false&cursor={first['next_cursor']}",
+        reader,
+    )
+
+    assert response.status_code == 400
+    assert "adjusted unchanged" in response.json_body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/historical/AAPL?adjusted=false",
+        "/api/v1/historical/AAPL?adjusted=false&format=csv",
+        "/api/v1/bars?symbols=AAPL,MSFT&adjusted=false",
+        "/api/v1/bars?symbols=AAPL,MSFT&adjusted=false&format=csv",
+        "/api/v1/latest?symbols=AAPL,MSFT&adjusted=false",
+    ],
+)
+def test_traded_prices_of_units_still_stored_adjusted_are_a_409_naming_them(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], path: str
+) -> None:
+    for symbol in ("AAPL", "MSFT"):
+        make_symbol(pinned_db, symbol)
+        make_bars(pinned_db, symbol, daily_times(date(2024, 1, 1), 2))
+    pinned_db.execute(
+        "INSERT INTO backfill_state (symbol, timeframe, status, stored_prices)"
+        " VALUES ('AAPL', '1d', 'completed', 'split_adjusted')"
+    )
+
+    response = get(client, path, reader)
+
+    assert response.status_code == 409
+    error = json.loads(response.body)["error"]
+    assert error["code"] == "conflict"
+    assert error["details"] == {"timeframe": "1d", "symbols": ["AAPL"]}
+    assert "traded (unadjusted) 1d prices of AAPL are not stored yet" in error["message"]
+    assert get(client, path.replace("adjusted=false", "adjusted=true"), reader).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "", "yes please"])
+def test_a_bad_adjusted_is_400(
+    client: Any, pinned_db: db.Connection, reader: dict[str, str], value: str
+) -> None:
+    split_on_the_third(pinned_db)
+
+    response = get(client, f"/api/v1/historical/AAPL?adjusted={quote(value)}", reader)
+
+    assert response.status_code == 400
+    assert "adjusted" in response.json_body["error"]["message"]

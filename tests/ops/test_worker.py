@@ -270,11 +270,12 @@ def test_a_grouped_message_skips_symbols_that_may_no_longer_run(
     assert ledger(pinned_db, "stocks") == (True, 1, None)
 
 
-def test_a_split_since_the_last_backfill_turns_a_grouped_day_into_a_full_range_backfill(
+def test_a_split_since_the_last_backfill_keeps_a_grouped_day_a_one_day_write(
     pinned_db: db.Connection, simulator: PolygonSimulator
 ) -> None:
     make_symbol(pinned_db, "AAPL")
     make_bars(pinned_db, "AAPL", [THURSDAY_BAR])
+    thursday = stored_close(pinned_db, THURSDAY_BAR)
     backfill_repository.mark_completed(
         pinned_db,
         symbol="AAPL",
@@ -289,16 +290,24 @@ def test_a_split_since_the_last_backfill_turns_a_grouped_day_into_a_full_range_b
     answer = worker.handle_batch([record("g", body)])
 
     assert answer == {"batchItemFailures": []}
-    # The grouped answer holds one day; every earlier adjusted price changed with the split,
-    # so the unit is fetched whole from the range endpoint instead.
-    (full_range,) = [r.path for r in simulator.requests if r.path.startswith("/v2/aggs/ticker/")]
-    assert full_range.startswith("/v2/aggs/ticker/AAPL/range/1/day/2020-")
-    assert full_range.endswith(f"/{FRIDAY}")
-    written, full = pinned_db.execute(
-        "SELECT bars_written, range_start < '2021-01-01' FROM backfill_runs WHERE symbol = 'AAPL'"
-    ).fetchone() or (0, False)
-    assert full
-    assert written > 1000  # five years of sessions, the stored Thursday bar rewritten among them
+    # Bars are stored as traded, so the split rewrites nothing: the grouped answer's one day is
+    # all there is to fetch, and reads divide the Thursday bar by the ratio.
+    assert not [r.path for r in simulator.requests if r.path.startswith("/v2/aggs/ticker/")]
+    assert stored_close(pinned_db, THURSDAY_BAR) == thursday
+    adjusted = pinned_db.execute(
+        "SELECT close FROM adjusted_bars WHERE symbol = 'AAPL' AND time = %s", (THURSDAY_BAR,)
+    ).fetchone()
+    assert adjusted == (thursday / 4,)
+    runs = pinned_db.execute("SELECT bars_written, range_start, range_end FROM backfill_runs")
+    assert runs.fetchall() == [(1, date(2025, 11, 20), date(2025, 11, 21))]
+
+
+def stored_close(conn: db.Connection, moment: datetime) -> float:
+    row = conn.execute(
+        "SELECT close FROM bars WHERE symbol = 'AAPL' AND time = %s", (moment,)
+    ).fetchone()
+    assert row is not None
+    return float(row[0])
 
 
 def test_the_grouped_bar_is_the_same_bar_the_range_endpoint_gives(

@@ -39,6 +39,8 @@ SYMBOLS = (
     ("BTC", "crypto", ["1m", "1d"]),
 )
 FIELDS = ("timestamp", "open", "high", "low", "close", "volume", "vwap", "transactions")
+# A 10-for-1 split inside the daily range: MSFT's traded and adjusted prices differ before it.
+MSFT_SPLIT = date(2024, 6, 10)
 
 
 class Warehouse:
@@ -47,14 +49,16 @@ class Warehouse:
         self.key = key
         self.client = RESTClient(api_key=key, base=url, retries=0)
 
-    def native(self, symbol: str, timeframe: str, start: date, end: date) -> list[dict[str, Any]]:
+    def native(
+        self, symbol: str, timeframe: str, start: date, end: date, *, adjusted: bool = True
+    ) -> list[dict[str, Any]]:
         """Every bar of the native endpoint for the range, all pages."""
         bars: list[dict[str, Any]] = []
         cursor = ""
         while True:
             path = (
                 f"/api/v1/historical/{symbol}?timeframe={timeframe}&start={start}&end={end}"
-                f"&limit=50000{cursor}"
+                f"&adjusted={str(adjusted).lower()}&limit=50000{cursor}"
             )
             request = urllib.request.Request(
                 self.url + path, headers={"Authorization": f"Bearer {self.key}"}
@@ -87,6 +91,7 @@ def warehouse(database_url: str) -> Iterator[Warehouse]:
         PolygonSimulator(api_key=SIM_KEY) as simulator,
         PolygonClient(simulator.url, SIM_KEY, timeout=10) as provider,
     ):
+        simulator.add_split("MSFT", MSFT_SPLIT, 1, 10)
         for row in tracked:
             for timeframe in row.timeframes:
                 result = backfill_one(
@@ -307,6 +312,73 @@ def test_weeks_months_quarters_and_years_match_pandas(
         assert (first.day_name(), first.hour) == ("Sunday", 0)
 
 
+# --- adjusted and traded prices ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("adjusted", [True, False])
+@pytest.mark.parametrize("sort", ["asc", "desc"])
+def test_adjusted_and_traded_daily_bars_page_like_the_native_endpoint(warehouse, adjusted, sort):
+    native = native_rows(
+        warehouse.native("MSFT", "1d", DAILY_FROM, date(2024, 12, 3), adjusted=adjusted)
+    )
+
+    served = as_rows(
+        warehouse.client.list_aggs(
+            "MSFT", 1, "day", "2024-01-01", "2024-12-03", adjusted=adjusted, sort=sort, limit=60
+        )
+    )
+
+    assert served == (native if sort == "asc" else native[::-1])
+
+
+def test_traded_prices_are_the_adjusted_ones_in_pre_split_shares(warehouse):
+    args = ("MSFT", 1, "day", "2024-01-01", "2024-12-03")
+    adjusted = as_rows(warehouse.client.get_aggs(*args, adjusted=True))
+    traded = as_rows(warehouse.client.get_aggs(*args, adjusted=False))
+    split_at = int(datetime(2024, 6, 10, 4, tzinfo=UTC).timestamp() * 1000)  # 00:00 New York
+
+    assert [row[0] for row in traded] == [row[0] for row in adjusted]
+    for mine, theirs in zip(traded, adjusted, strict=True):
+        ratio = 10 if mine[0] < split_at else 1
+        assert mine[1:5] == pytest.approx([price * ratio for price in theirs[1:5]], rel=1e-12)
+        assert mine[5] == pytest.approx(theirs[5] / ratio, rel=1e-12)
+        assert mine[6] == pytest.approx(theirs[6] * ratio, rel=1e-12)
+        assert mine[7] == theirs[7]
+    assert sum(row[0] < split_at for row in traded) > 100
+
+
+@pytest.mark.parametrize("adjusted", [True, False])
+def test_weeks_across_a_split_match_pandas_on_the_same_prices(warehouse, adjusted):
+    days = warehouse.native("MSFT", "1d", DAILY_FROM, date(2024, 12, 3), adjusted=adjusted)
+    expected = resample(days, NEW_YORK, "W-SUN", closed="left", label="left")
+
+    served = as_rows(
+        warehouse.client.list_aggs(
+            "MSFT", 1, "week", "2024-01-01", "2024-12-03", adjusted=adjusted, limit=9
+        )
+    )
+
+    assert_same_bars(served, expected)
+
+
+def test_grouped_daily_serves_traded_prices_too(warehouse):
+    before_split = "2024-06-07"
+    adjusted = warehouse.client.get_grouped_daily_aggs(before_split)
+    traded = warehouse.client.get_grouped_daily_aggs(before_split, adjusted=False)
+
+    assert [agg.ticker for agg in traded] == ["AAPL", "MSFT"]
+    assert as_rows(traded) == [
+        row
+        for ticker in ("AAPL", "MSFT")
+        for row in native_rows(
+            warehouse.native(ticker, "1d", date(2024, 6, 7), date(2024, 6, 7), adjusted=False)
+        )
+    ]
+    msft_adjusted, msft_traded = adjusted[1], traded[1]
+    assert msft_traded.close == pytest.approx(msft_adjusted.close * 10, rel=1e-12)
+    assert as_rows(traded[:1]) == as_rows(adjusted[:1])  # AAPL: no split in the warehouse since
+
+
 # --- grouped daily, splits, errors ----------------------------------------------------------------
 
 
@@ -338,9 +410,10 @@ def test_list_splits_filters_and_follows_next_url(warehouse):
         ("TSLA", "2020-08-31"),
         ("GE", "2021-08-02"),
         ("TSLA", "2022-08-25"),
+        ("MSFT", "2024-06-10"),  # learnt by the backfill from the provider
     ]
     assert [(s.split_from, s.split_to) for s in tsla] == [(1, 3), (1, 5)]
-    assert [s.ticker for s in since] == ["GE", "TSLA"]
+    assert [s.ticker for s in since] == ["GE", "TSLA", "MSFT"]
 
 
 def test_an_unknown_ticker_is_an_empty_answer_as_on_polygon(warehouse):
@@ -356,10 +429,6 @@ def test_an_unknown_ticker_is_an_empty_answer_as_on_polygon(warehouse):
         (lambda c: c.get_aggs("AAPL", 1, "fortnight", "2024-01-01", "2024-01-05"), "timespan"),
         (lambda c: c.get_aggs("AAPL", 1, "day", "2024-01-05", "2024-01-01"), "must not be after"),
         (lambda c: c.get_aggs("AAPL", 1, "day", "2024-01-01", "2024-01-05", limit=50_001), "limit"),
-        (
-            lambda c: c.get_aggs("AAPL", 1, "day", "2024-01-01", "2024-01-05", adjusted=False),
-            "adjusted=false",
-        ),
         (
             lambda c: c.get_aggs("MSFT", 1, "minute", "2024-01-01", "2024-01-05"),
             "not tracked at 1m",

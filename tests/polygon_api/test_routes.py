@@ -212,7 +212,6 @@ def test_a_cursor_of_another_range_is_refused(client, pinned_db, reader):
         ("/v2/aggs/ticker/AAPL/range/1/day/2024-01-01/2024-01-05?sort=up", "sort must be one of"),
         ("/v2/aggs/ticker/AAPL/range/1/day/2024-01-01/2024-01-05?adjusted=maybe", "adjusted"),
         ("/v2/aggs/ticker/AAPL/range/1/day/2024-01-01/2024-01-05?cursor=abc", "invalid cursor"),
-        ("/v2/aggs/ticker/AAPL/range/1/day/2024-01-01/2024-01-05?adjusted=false", "not available"),
         ("/v2/aggs/grouped/locale/us/market/stocks/2024-13-01", "date must be a date"),
         ("/v3/reference/splits?limit=1001", "limit"),
         ("/v3/reference/splits?execution_date.gte=soon", "execution_date.gte"),
@@ -227,6 +226,67 @@ def test_bad_input_is_a_400_in_polygons_error_shape(client, pinned_db, reader, p
     assert set(body) == {"status", "request_id", "error"}
     assert body["status"] == "ERROR"
     assert words in body["error"]
+
+
+def split_adjusted_unit(conn: db.Connection, symbol: str, timeframe: str = "1d") -> None:
+    """Mark a unit as holding the split-adjusted bars stored before traded prices were kept."""
+    conn.execute(
+        "INSERT INTO backfill_state (symbol, timeframe, status, stored_prices)"
+        " VALUES (%s, %s, 'completed', 'split_adjusted')",
+        (symbol, timeframe),
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/aggs/ticker/AAPL/range/1/day/2024-01-01/2024-01-05?adjusted=false",
+        "/v2/aggs/ticker/AAPL/range/1/week/2024-01-01/2024-01-05?adjusted=false",
+        "/v2/aggs/grouped/locale/us/market/stocks/2024-01-02?adjusted=false",
+    ],
+)
+def test_traded_prices_of_a_unit_still_stored_adjusted_are_a_409(client, pinned_db, reader, path):
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 5))
+    split_adjusted_unit(pinned_db, "AAPL")
+
+    status, body = get(client, path, reader)
+
+    assert status == 409
+    assert set(body) == {"status", "request_id", "error"}
+    assert "traded (unadjusted) 1d prices of AAPL are not stored yet" in body["error"]
+    assert get(client, path.replace("adjusted=false", "adjusted=true"), reader)[0] == 200
+
+
+def test_a_split_divides_earlier_prices_unless_traded_ones_are_asked_for(client, pinned_db, reader):
+    make_symbol(pinned_db, "AAPL")
+    make_bars(pinned_db, "AAPL", daily_times(date(2024, 1, 1), 4))
+    backfill_repository.upsert_split(
+        pinned_db, symbol="AAPL", execution_date=date(2024, 1, 3), split_from=1, split_to=4
+    )
+    path = "/v2/aggs/ticker/AAPL/range/1/day/2024-01-01/2024-01-04"
+
+    _, adjusted = get(client, path, reader)
+    _, traded = get(client, path + "?adjusted=false", reader)
+    _, weekly = get(client, "/v2/aggs/ticker/AAPL/range/1/week/2024-01-01/2024-01-04", reader)
+
+    assert (adjusted["adjusted"], traded["adjusted"]) == (True, False)
+    # make_bars: opens 100.00, 100.01, ...; volumes 1000, 1001, ...
+    assert [(r["o"], r["v"]) for r in traded["results"]] == [
+        (100.0, 1000.0),
+        (100.01, 1001.0),
+        (100.02, 1002.0),
+        (100.03, 1003.0),
+    ]
+    assert [(r["o"], r["v"]) for r in adjusted["results"]] == [
+        (25.0, 4000.0),
+        (100.01 / 4, 4004.0),
+        (100.02, 1002.0),
+        (100.03, 1003.0),
+    ]
+    # A week across the split is built from adjusted bars: the max of adjusted highs.
+    (week,) = weekly["results"]
+    assert (week["o"], week["h"], week["v"]) == (25.0, 101.03, 4000.0 + 4004.0 + 1002 + 1003)
 
 
 def test_an_untracked_base_timeframe_is_a_404_naming_the_tracked_ones(client, pinned_db, reader):

@@ -165,7 +165,7 @@ def test_next_url_is_pinned_path_and_query_without_a_stage(conn, set_env):
     assert body["next_url"] == (
         "https://api.example/v2/aggs/ticker/X:BTCUSD/range/1/day/2024-01-01/1704240000000"
         "?cursor=WzIsWyJCVEMiLCIxL2RheS9hc2MvMjAyNC0wMS0wMS8xNzA0MjQwMDAwMDAwIixudWxsLG51bGws"
-        "dHJ1ZSwiYXNjIl0sIkJUQyIsMTcwNDA2NzIwMDAwMDAwMF0.sAqBMtoCazW_N-I7IwHgZQ"
+        "dHJ1ZSwiYXNjIix0cnVlXSwiQlRDIiwxNzA0MDY3MjAwMDAwMDAwXQ.YYP6JajIjmtePuzGTZpAwg"
         "&adjusted=true&sort=asc&limit=1"
     )
     # What the cursor carries (format version 2, chalicelib/marketdata/cursor.py): the query it
@@ -174,7 +174,7 @@ def test_next_url_is_pinned_path_and_query_without_a_stage(conn, set_env):
     payload = parse_qs(urlsplit(body["next_url"]).query)["cursor"][0].split(".")[0]
     assert json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))) == [
         2,
-        ["BTC", "1/day/asc/2024-01-01/1704240000000", None, None, True, "asc"],
+        ["BTC", "1/day/asc/2024-01-01/1704240000000", None, None, True, "asc", True],
         "BTC",
         1_704_067_200_000_000,
     ]
