@@ -61,7 +61,12 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import msgspec
 
-from chalicelib.market.calendar import NEW_YORK, is_trading_day, session_bounds_utc
+from chalicelib.market.calendar import (
+    NEW_YORK,
+    SESSION_CLOSE,
+    is_trading_day,
+    session_bounds_utc,
+)
 
 FaultKind = Literal[
     "rate_limit",  # 429; option retry_after (seconds, default 1; None sends no Retry-After)
@@ -989,10 +994,12 @@ class PolygonSimulator:
         session = crypto or is_trading_day(day)
         # Polygon stamps grouped rows with the end of the window (16:00 New York for stocks),
         # not the day's start as the range endpoint does; callers must key rows by the date.
+        # It stays at 16:00 on an early close too: which stamp Polygon gives those days is not
+        # pinned here, and the warehouse re-stamps every row at its date's start anyway.
         if crypto:
             stamp = _midnight_ms(day, crypto=True) + _MS_PER_DAY - _MS_PER_MINUTE
         else:
-            stamp = int(session_bounds_utc(day)[1].timestamp() * 1000)
+            stamp = int(datetime.combine(day, SESSION_CLOSE, tzinfo=NEW_YORK).timestamp() * 1000)
         if session and HISTORY_START <= day and _midnight_ms(day, crypto=crypto) <= self._now_ms():
             for ticker in tickers:
                 bar = _day_of(ticker, day)

@@ -528,7 +528,8 @@ def test_grouped_stocks_match_the_spec_and_equal_the_range_bars(sim: PolygonSimu
     assert_matches_spec(GROUPED_STOCKS, body)
     assert [row["T"] for row in body["results"]] == sorted(DEFAULT_STOCKS)
     assert body["resultsCount"] == len(DEFAULT_STOCKS)
-    # Stamped at the session's close, 16:00 New York, as Polygon's grouped rows are.
+    # Stamped at 16:00 New York, as Polygon's grouped rows are, even though 3 July 2024 closed
+    # early at 13:00.
     assert {row["t"] for row in body["results"]} == {1720036800000}
     aapl = next(row for row in body["results"] if row["T"] == "AAPL")
     daily = aggs(sim, "AAPL", "1/day", "2024-07-03", "2024-07-03")["results"][0]
