@@ -21,9 +21,9 @@ outside the core universe has a split (listed in /v3/reference/splits once the t
 asked about), and every ticker has a few flawed daily bars a year and a session now and then
 with no data at all (see `imperfections`), so validation flags, gaps and the validation rate
 show up locally. Stocks trade on NYSE sessions only
-(daily bars stamped at midnight New York time, intraday bars inside 09:30-16:00); crypto trades
-every day around the clock (daily bars stamped at 00:00 UTC). Bars start on 1990-01-01 and stop
-at the simulated present.
+(daily bars stamped at midnight New York time, intraday bars inside 09:30-16:00, or 09:30-13:00
+on NYSE's early closes); crypto trades every day around the clock (daily bars stamped at 00:00
+UTC). Bars start on 1990-01-01 and stop at the simulated present.
 
 Tests drive it through `inject_fault` (429s, 500s, slow answers, malformed JSON, 401, 403,
 DELAYED data), `add_split` and the request log in `requests`:
@@ -1105,7 +1105,8 @@ def _intraday(
     ticker: str, day: date, window_minutes: int, divisor: float, *, crypto: bool
 ) -> list[_Bar]:
     """Bars of `window_minutes` for one day, aligned to the session open (stocks: 09:30 New York,
-    so every bar starts inside the session) or to midnight UTC (crypto)."""
+    so every bar starts inside the session, which ends at 13:00 on an early close) or to
+    midnight UTC (crypto)."""
     if crypto:
         start_ms, minutes = _midnight_ms(day, crypto=True), 24 * 60
     else:
