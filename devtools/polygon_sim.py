@@ -21,9 +21,9 @@ outside the core universe has a split (listed in /v3/reference/splits once the t
 asked about), and every ticker has a few flawed daily bars a year and a session now and then
 with no data at all (see `imperfections`), so validation flags, gaps and the validation rate
 show up locally. Stocks trade on NYSE sessions only
-(daily bars stamped at midnight New York time, intraday bars inside 09:30-16:00); crypto trades
-every day around the clock (daily bars stamped at 00:00 UTC). Bars start on 1990-01-01 and stop
-at the simulated present.
+(daily bars stamped at midnight New York time, intraday bars inside 09:30-16:00, or 09:30-13:00
+on NYSE's early closes); crypto trades every day around the clock (daily bars stamped at 00:00
+UTC). Bars start on 1990-01-01 and stop at the simulated present.
 
 Tests drive it through `inject_fault` (429s, 500s, slow answers, malformed JSON, 401, 403,
 DELAYED data), `add_split` and the request log in `requests`:
@@ -61,7 +61,12 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import msgspec
 
-from chalicelib.market.calendar import NEW_YORK, is_trading_day, session_bounds_utc
+from chalicelib.market.calendar import (
+    NEW_YORK,
+    SESSION_CLOSE,
+    is_trading_day,
+    session_bounds_utc,
+)
 
 FaultKind = Literal[
     "rate_limit",  # 429; option retry_after (seconds, default 1; None sends no Retry-After)
@@ -989,10 +994,12 @@ class PolygonSimulator:
         session = crypto or is_trading_day(day)
         # Polygon stamps grouped rows with the end of the window (16:00 New York for stocks),
         # not the day's start as the range endpoint does; callers must key rows by the date.
+        # It stays at 16:00 on an early close too: which stamp Polygon gives those days is not
+        # pinned here, and the warehouse re-stamps every row at its date's start anyway.
         if crypto:
             stamp = _midnight_ms(day, crypto=True) + _MS_PER_DAY - _MS_PER_MINUTE
         else:
-            stamp = int(session_bounds_utc(day)[1].timestamp() * 1000)
+            stamp = int(datetime.combine(day, SESSION_CLOSE, tzinfo=NEW_YORK).timestamp() * 1000)
         if session and HISTORY_START <= day and _midnight_ms(day, crypto=crypto) <= self._now_ms():
             for ticker in tickers:
                 bar = _day_of(ticker, day)
@@ -1098,7 +1105,8 @@ def _intraday(
     ticker: str, day: date, window_minutes: int, divisor: float, *, crypto: bool
 ) -> list[_Bar]:
     """Bars of `window_minutes` for one day, aligned to the session open (stocks: 09:30 New York,
-    so every bar starts inside the session) or to midnight UTC (crypto)."""
+    so every bar starts inside the session, which ends at 13:00 on an early close) or to
+    midnight UTC (crypto)."""
     if crypto:
         start_ms, minutes = _midnight_ms(day, crypto=True), 24 * 60
     else:

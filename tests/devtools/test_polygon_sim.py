@@ -201,9 +201,26 @@ def test_stock_intraday_bars_stay_inside_the_session(sim: PolygonSimulator) -> N
     assert_sane_bars(minutes, fractional_volume=False)
 
 
-def test_intraday_bars_agree_with_the_daily_bar(sim: PolygonSimulator) -> None:
-    daily = aggs(sim, "NVDA", "1/day", "2024-07-01", "2024-07-01")["results"][0]
-    minutes = aggs(sim, "NVDA", "1/minute", "2024-07-01", "2024-07-01")["results"]
+def test_stock_intraday_bars_stop_at_an_early_close(sim: PolygonSimulator) -> None:
+    # 29 Nov 2024, the day after Thanksgiving, closes at 13:00 New York (18:00 UTC).
+    minutes = aggs(sim, "AAPL", "1/minute", "2024-11-29", "2024-11-29")["results"]
+    hours = aggs(sim, "AAPL", "1/hour", "2024-11-29", "2024-11-29")["results"]
+    full_day = aggs(sim, "AAPL", "1/minute", "2024-11-27", "2024-11-27")["results"]
+
+    assert len(minutes) == 210
+    assert minutes[0]["t"] == 1732890600000  # 09:30 New York
+    assert minutes[-1]["t"] == 1732903140000  # 12:59 New York
+    assert [bar["t"] for bar in minutes] == list(range(1732890600000, 1732903200000, 60_000))
+    # 09:30, 10:30, 11:30 and 12:30 (the last one half an hour long).
+    assert [bar["t"] for bar in hours] == list(range(1732890600000, 1732903200000, 3_600_000))
+    assert len(full_day) == 390
+    assert_sane_bars(minutes, fractional_volume=False)
+
+
+@pytest.mark.parametrize("day", ["2024-07-01", "2024-11-29"])  # a full session, an early close
+def test_intraday_bars_agree_with_the_daily_bar(sim: PolygonSimulator, day: str) -> None:
+    daily = aggs(sim, "NVDA", "1/day", day, day)["results"][0]
+    minutes = aggs(sim, "NVDA", "1/minute", day, day)["results"]
     assert minutes[0]["o"] == daily["o"]
     assert minutes[-1]["c"] == daily["c"]
     assert max(bar["h"] for bar in minutes) <= daily["h"]
@@ -528,7 +545,8 @@ def test_grouped_stocks_match_the_spec_and_equal_the_range_bars(sim: PolygonSimu
     assert_matches_spec(GROUPED_STOCKS, body)
     assert [row["T"] for row in body["results"]] == sorted(DEFAULT_STOCKS)
     assert body["resultsCount"] == len(DEFAULT_STOCKS)
-    # Stamped at the session's close, 16:00 New York, as Polygon's grouped rows are.
+    # Stamped at 16:00 New York, as Polygon's grouped rows are, even though 3 July 2024 closed
+    # early at 13:00.
     assert {row["t"] for row in body["results"]} == {1720036800000}
     aapl = next(row for row in body["results"] if row["T"] == "AAPL")
     daily = aggs(sim, "AAPL", "1/day", "2024-07-03", "2024-07-03")["results"][0]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 import pytest
 
@@ -8,10 +8,12 @@ from chalicelib.market.calendar import (
     NEW_YORK,
     daily_bar_start,
     expected_sessions,
+    is_early_close,
     is_trading_day,
     market_date,
     market_zone,
     session_bounds_utc,
+    session_close,
     trading_days,
 )
 
@@ -103,6 +105,74 @@ def test_session_bounds_on_the_days_the_clocks_change() -> None:
     assert session_bounds_utc(date(2024, 3, 11))[0] == datetime(2024, 3, 11, 13, 30, tzinfo=UTC)
     assert session_bounds_utc(date(2024, 11, 1))[1] == datetime(2024, 11, 1, 20, 0, tzinfo=UTC)
     assert session_bounds_utc(date(2024, 11, 4))[1] == datetime(2024, 11, 4, 21, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("day", "reason"),
+    [
+        (date(2018, 7, 3), "Tuesday before Independence Day"),
+        (date(2019, 7, 3), "Wednesday before Independence Day"),
+        (date(2023, 7, 3), "Monday before Independence Day"),
+        (date(2024, 7, 3), "Wednesday before Independence Day"),
+        (date(2025, 7, 3), "Thursday before Independence Day"),
+        (date(2024, 11, 29), "day after Thanksgiving"),
+        (date(2025, 11, 28), "day after Thanksgiving"),
+        (date(2026, 11, 27), "day after Thanksgiving"),
+        (date(2024, 12, 24), "Christmas Eve on a Tuesday"),
+        (date(2025, 12, 24), "Christmas Eve on a Wednesday"),
+        (date(2026, 12, 24), "Christmas Eve on a Thursday"),
+    ],
+)
+def test_early_closes(day: date, reason: str) -> None:
+    assert is_trading_day(day) is True, reason
+    assert is_early_close(day) is True, reason
+    assert session_close(day) == time(13, 0), reason
+
+
+@pytest.mark.parametrize(
+    ("day", "reason"),
+    [
+        (date(2020, 7, 3), "Friday, the observed Independence Day: a holiday"),
+        (date(2021, 7, 2), "Friday before a Sunday Independence Day: a full session"),
+        (date(2021, 7, 3), "Saturday"),
+        (date(2021, 12, 24), "Friday, the observed Christmas: a holiday"),
+        (date(2026, 7, 3), "Friday, the observed Independence Day: a holiday"),
+        (date(2024, 11, 28), "Thanksgiving itself: a holiday"),
+        (date(2024, 11, 22), "the Friday a week before the day after Thanksgiving"),
+        (date(2024, 12, 23), "the day before Christmas Eve"),
+        (date(2024, 12, 31), "New Year's Eve closes at 16:00"),
+        (date(2024, 7, 5), "the Friday after Independence Day"),
+    ],
+)
+def test_no_early_close(day: date, reason: str) -> None:
+    assert is_early_close(day) is False, reason
+    assert session_close(day) == time(16, 0), reason
+
+
+def test_early_closes_of_whole_years() -> None:
+    def early(year: int) -> list[date]:
+        return [
+            day for day in trading_days(date(year, 1, 1), date(year, 12, 31)) if is_early_close(day)
+        ]
+
+    assert early(2020) == [date(2020, 11, 27), date(2020, 12, 24)]
+    assert early(2021) == [date(2021, 11, 26)]
+    assert early(2024) == [date(2024, 7, 3), date(2024, 11, 29), date(2024, 12, 24)]
+    assert early(2026) == [date(2026, 11, 27), date(2026, 12, 24)]
+
+
+def test_session_bounds_of_an_early_close_in_winter_time() -> None:
+    assert session_bounds_utc(date(2024, 11, 29)) == (
+        datetime(2024, 11, 29, 14, 30, tzinfo=UTC),
+        datetime(2024, 11, 29, 18, 0, tzinfo=UTC),
+    )
+
+
+def test_session_bounds_of_an_early_close_in_summer_time() -> None:
+    assert session_bounds_utc(date(2024, 7, 3)) == (
+        datetime(2024, 7, 3, 13, 30, tzinfo=UTC),
+        datetime(2024, 7, 3, 17, 0, tzinfo=UTC),
+    )
 
 
 def test_session_bounds_are_utc_aware() -> None:

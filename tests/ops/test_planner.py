@@ -35,7 +35,14 @@ class TestTargetDate:
             (datetime(2025, 11, 21, 15, 0, tzinfo=UTC), THURSDAY),  # in session
             (datetime(2025, 11, 23, 12, 0, tzinfo=UTC), FRIDAY),  # Sunday
             (datetime(2025, 11, 28, 0, 30, tzinfo=UTC), date(2025, 11, 26)),  # Thanksgiving
-            (datetime(2025, 7, 3, 20, 30, tzinfo=UTC), date(2025, 7, 3)),  # summer time close
+            # 3 July and the day after Thanksgiving close at 13:00 New York: 17:00 UTC in summer
+            # time, 18:00 UTC in winter time; the plan waits for the settling quarter hour.
+            (datetime(2025, 7, 3, 17, 15, tzinfo=UTC), date(2025, 7, 3)),
+            (datetime(2025, 7, 3, 17, 14, tzinfo=UTC), date(2025, 7, 2)),
+            (datetime(2025, 11, 28, 18, 15, tzinfo=UTC), date(2025, 11, 28)),
+            (datetime(2025, 11, 28, 18, 14, tzinfo=UTC), date(2025, 11, 26)),
+            (datetime(2025, 7, 7, 20, 30, tzinfo=UTC), date(2025, 7, 7)),  # summer time close
+            (datetime(2025, 7, 7, 20, 14, tzinfo=UTC), date(2025, 7, 3)),  # not settled yet
         ],
     )
     def test_stocks_take_the_latest_settled_session(self, now: datetime, expected: date) -> None:
