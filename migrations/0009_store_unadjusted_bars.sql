@@ -41,16 +41,23 @@ ALTER TABLE backfill_state ALTER COLUMN stored_prices SET DEFAULT 'unadjusted';
 -- (width_bucket's binary search finds k). A unit with no split, or still holding
 -- split-adjusted prices, gets no arrays and divides by 1. Volumes are multiplied by the same
 -- factor; trade counts do not change.
+--
+-- A bar's prices are in the shares of its last trading day: only a week can hold a split (a
+-- split takes effect at midnight, where days start), and a week is stored in the shares of its
+-- last day, so its divisor is taken at its end, six days after its Sunday start.
 CREATE VIEW adjusted_bars AS
 SELECT b.symbol, b.timeframe, b.time,
-       b.open / coalesce(f.factors[width_bucket(b.time, f.bounds) + 1], 1.0) AS open,
-       b.high / coalesce(f.factors[width_bucket(b.time, f.bounds) + 1], 1.0) AS high,
-       b.low / coalesce(f.factors[width_bucket(b.time, f.bounds) + 1], 1.0) AS low,
-       b.close / coalesce(f.factors[width_bucket(b.time, f.bounds) + 1], 1.0) AS close,
-       b.volume * coalesce(f.factors[width_bucket(b.time, f.bounds) + 1], 1.0) AS volume,
-       b.vwap / coalesce(f.factors[width_bucket(b.time, f.bounds) + 1], 1.0) AS vwap,
+       b.open / coalesce(f.factors[width_bucket(p.at, f.bounds) + 1], 1.0) AS open,
+       b.high / coalesce(f.factors[width_bucket(p.at, f.bounds) + 1], 1.0) AS high,
+       b.low / coalesce(f.factors[width_bucket(p.at, f.bounds) + 1], 1.0) AS low,
+       b.close / coalesce(f.factors[width_bucket(p.at, f.bounds) + 1], 1.0) AS close,
+       b.volume * coalesce(f.factors[width_bucket(p.at, f.bounds) + 1], 1.0) AS volume,
+       b.vwap / coalesce(f.factors[width_bucket(p.at, f.bounds) + 1], 1.0) AS vwap,
        b.trades, b.validated, b.flags, b.updated_at
 FROM bars AS b
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN b.timeframe = '1w' THEN b.time + interval '6 days' ELSE b.time END AS at
+) AS p
 CROSS JOIN LATERAL (
     SELECT array_agg(r.effective_at ORDER BY r.effective_at) AS bounds,
            array_agg(r.remaining ORDER BY r.effective_at) AS factors

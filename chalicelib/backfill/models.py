@@ -31,11 +31,14 @@ class TrackedSymbol:
 
 @dataclass(frozen=True, slots=True)
 class BackfillUnit:
-    """One (symbol, timeframe): the unit that runs, succeeds and fails on its own."""
+    """One (symbol, timeframe): the unit that runs, succeeds and fails on its own.
+    `derived_from` names the stored timeframe its bars are built from (no provider request);
+    None when they are fetched."""
 
     symbol: str
     asset_class: str
     timeframe: str
+    derived_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

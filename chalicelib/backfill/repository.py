@@ -1,11 +1,13 @@
-"""All SQL the backfill runs: bar and split upserts, run history, per-(symbol, timeframe) state
-and the symbol's roll-up. Functions take a connection and never commit."""
+"""All SQL the backfill runs: bar and split upserts, bars built from stored ones, run history,
+per-(symbol, timeframe) state and the symbol's roll-up. Functions take a connection and never
+commit."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from functools import cache
+from itertools import starmap
 from typing import Any
 
 import psycopg
@@ -19,6 +21,7 @@ from chalicelib.backfill.models import (
     TrackedSymbol,
 )
 from chalicelib.backfill.validation import flag_names, is_validated
+from chalicelib.polygon import PolygonBar
 
 Connection = psycopg.Connection[Any]
 
@@ -244,6 +247,45 @@ ORDER BY execution_date
 """
 
 
+# A coarser timeframe built from the stored, validated bars of a finer one: open = first,
+# high = max, low = min, close = last, volume = sum, vwap weighted by the volume of the bars
+# that have one, trades = sum of the known counts. One hash aggregate over the range, then two
+# primary-key lookups per bucket for its open and close.
+_SELECT_DERIVED_BARS = """
+SELECT (extract(epoch FROM k.bucket) * 1000)::bigint AS t, f.open AS o, k.h, k.l,
+       z.close AS c, k.v, k.vw, k.n
+FROM (
+    SELECT {bucket} AS bucket, min(time) AS first_time, max(time) AS last_time,
+           max(high) AS h, min(low) AS l, sum(volume) AS v,
+           sum(vwap * volume) FILTER (WHERE vwap IS NOT NULL)
+             / nullif(sum(volume) FILTER (WHERE vwap IS NOT NULL), 0) AS vw,
+           sum(trades) AS n
+    FROM {bars}
+    WHERE symbol = %(symbol)s AND timeframe = %(base)s AND validated
+      AND time >= %(start_at)s AND time < %(end_before)s
+    GROUP BY 1
+) AS k
+JOIN {bars} AS f ON f.symbol = %(symbol)s AND f.timeframe = %(base)s AND f.time = k.first_time
+JOIN {bars} AS z ON z.symbol = %(symbol)s AND z.timeframe = %(base)s AND z.time = k.last_time
+ORDER BY k.bucket
+"""
+# N-minute buckets from midnight UTC, of traded prices (no split takes effect inside a day). N
+# divides an hour, so they fall on the same instants on the New York clock, whose offset from
+# UTC is whole hours.
+SELECT_DERIVED_MINUTE_BARS = _SELECT_DERIVED_BARS.format(
+    bars="bars",
+    bucket="date_bin(make_interval(mins => %(minutes)s), time, timestamptz '2000-01-01 00:00+00')",
+)
+# Weeks from Sunday midnight on the market's clock (1970-01-04 was a Sunday), of days in
+# today's shares: a week can hold a split, and its days must share one basis before they are
+# compared and summed.
+SELECT_DERIVED_WEEK_BARS = _SELECT_DERIVED_BARS.format(
+    bars="adjusted_bars",
+    bucket="date_bin('7 days', time AT TIME ZONE %(zone)s, timestamp '1970-01-04')"
+    " AT TIME ZONE %(zone)s",
+)
+
+
 def list_active_symbols(conn: Connection) -> list[TrackedSymbol]:
     with conn.cursor(row_factory=class_row(TrackedSymbol)) as cur:
         return cur.execute(SELECT_ACTIVE_SYMBOLS).fetchall()
@@ -362,6 +404,31 @@ def list_splits_of(conn: Connection, symbol: str, *, since: date) -> list[Stored
     """The stored splits of `symbol` executed on or after `since`, oldest first."""
     with conn.cursor(row_factory=class_row(StoredSplit)) as cur:
         return cur.execute(SELECT_SPLITS_OF, {"symbol": symbol, "since": since}).fetchall()
+
+
+def list_derived_bars(
+    conn: Connection,
+    *,
+    symbol: str,
+    base: str,
+    start_at: datetime,
+    end_before: datetime,
+    minutes: int | None = None,
+    zone: str | None = None,
+) -> list[PolygonBar]:
+    """Bars built from `symbol`'s stored, validated `base` bars with start_at <= time <
+    end_before, oldest first: `minutes`-minute buckets of traded prices, or weeks on `zone`'s
+    clock in today's shares."""
+    params = {
+        "symbol": symbol,
+        "base": base,
+        "start_at": start_at,
+        "end_before": end_before,
+        "minutes": minutes,
+        "zone": zone,
+    }
+    sql = SELECT_DERIVED_MINUTE_BARS if minutes is not None else SELECT_DERIVED_WEEK_BARS
+    return list(starmap(PolygonBar, conn.execute(sql, params).fetchall()))
 
 
 def upsert_bars(conn: Connection, *, symbol: str, timeframe: str, bars: Iterable[StagedBar]) -> int:

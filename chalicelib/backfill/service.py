@@ -44,7 +44,7 @@ from chalicelib.backfill.models import (
     SymbolRef,
     TrackedSymbol,
 )
-from chalicelib.backfill.sources import BarSource, GroupedDaySource
+from chalicelib.backfill.sources import BarSource, GroupedDaySource, StoredBarSource
 from chalicelib.backfill.splits import SplitFactors
 from chalicelib.backfill.validation import PriorBars, Thresholds, is_validated, validate_bars
 from chalicelib.config import Settings, get_settings
@@ -53,7 +53,7 @@ from chalicelib.errors import BadRequest, Conflict, NotFound, describe_error
 from chalicelib.market.calendar import SESSION_ASSET_CLASSES, market_date
 from chalicelib.market.tickers import MARKET_ASSET_CLASSES, Market, normalize_symbol
 from chalicelib.market.tickers import provider_ticker as _provider_ticker
-from chalicelib.market.timeframes import DAILY, DAILY_OR_LONGER, TIMEFRAMES
+from chalicelib.market.timeframes import DAILY, DAILY_OR_LONGER, TIMEFRAMES, derived_from
 
 if TYPE_CHECKING:
     from chalicelib.polygon import PolygonBar, PolygonClient, Split
@@ -173,9 +173,10 @@ def plan_units(
             and state.last_backfill is not None
             and state.last_backfill >= fresh_since
         }
+    # Smallest first, so a timeframe built from a finer one runs after it.
     order = list(TIMEFRAMES)
     return [
-        BackfillUnit(row.symbol, row.asset_class, name)
+        BackfillUnit(row.symbol, row.asset_class, name, derived_from(name, row.timeframes))
         for row in rows
         for name in sorted(row.timeframes, key=order.index)
         if (timeframe is None or name == timeframe) and (row.symbol, name) not in fresh
@@ -203,7 +204,7 @@ def run_units(
     for unit in units:
         result = backfill_one(
             source,
-            client,
+            _source_of(unit, client, source),
             unit,
             unit.timeframe,
             since=since,
@@ -228,7 +229,14 @@ def backfill_symbol_through(
     source = db.get_database()
     with source.connection() as conn:
         (unit,) = plan_units(conn, symbols=[symbol], timeframe=timeframe)
-    return backfill_one(source, client, unit, unit.timeframe, until=until)
+    return backfill_one(source, _source_of(unit, client, source), unit, unit.timeframe, until=until)
+
+
+def _source_of(unit: BackfillUnit, client: BarSource, source: ConnectionSource) -> BarSource:
+    """Where `unit`'s bars come from: the provider, or the symbol's stored finer bars."""
+    if unit.derived_from is None:
+        return client
+    return StoredBarSource(source, unit.symbol, unit.asset_class, unit.derived_from)
 
 
 def backfill_grouped_day(
@@ -495,9 +503,9 @@ def _validate(
                 before=_instant(bars[0].t),
                 limit=settings.validation_volume_window,
             )
-        prior = _prior_bars(recent, factors)
+        prior = _prior_bars(recent, factors, timeframe)
         if factors.changes_after(first_day):
-            bars = [factors.in_todays_shares(bar) for bar in bars]
+            bars = [factors.in_todays_shares(bar, timeframe) for bar in bars]
     return validate_bars(
         bars,
         timeframe=timeframe,
@@ -508,16 +516,20 @@ def _validate(
     )
 
 
-def _prior_bars(recent: Sequence[RecentBar], factors: SplitFactors) -> PriorBars:
+def _prior_bars(
+    recent: Sequence[RecentBar], factors: SplitFactors, timeframe: str
+) -> PriorBars:
     """The stored bars just before the fetched ones (newest first), in today's shares, so
     validation continues where it stopped."""
     previous_close = next(
-        (bar.close / factors.at(bar.time) for bar in recent if bar.validated), None
+        (bar.close / factors.at(bar.time, timeframe) for bar in recent if bar.validated), None
     )
     return PriorBars(
         previous_close=previous_close,
         volumes=tuple(
-            bar.volume * factors.at(bar.time) for bar in reversed(recent) if bar.volume >= 0
+            bar.volume * factors.at(bar.time, timeframe)
+            for bar in reversed(recent)
+            if bar.volume >= 0
         ),
     )
 

@@ -2,20 +2,25 @@
 
 `PolygonClient` is a source as it is: range requests per (ticker, bar size, window). A
 `GroupedDaySource` answers one market date for many symbols from a single grouped-daily
-request, which is how the planner serves a day's bar of every tracked stock with one call.
+request, which is how the planner serves a day's bar of every tracked stock with one call. A
+`StoredBarSource` builds a timeframe from the symbol's stored finer bars
+(`chalicelib.market.timeframes.DERIVED_FROM`) and asks the provider nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from chalicelib.market.calendar import daily_bar_start
-from chalicelib.market.tickers import Market
-from chalicelib.market.timeframes import DAILY, TIMEFRAMES
+from chalicelib.backfill import repository
+from chalicelib.backfill.splits import SplitFactors
+from chalicelib.db import ConnectionSource
+from chalicelib.market.calendar import daily_bar_start, market_date, market_zone
+from chalicelib.market.tickers import Market, provider_ticker
+from chalicelib.market.timeframes import DAILY, TIMEFRAME_SECONDS, TIMEFRAMES
 
 if TYPE_CHECKING:
     from chalicelib.polygon import GroupedBar, PolygonBar, PolygonClient, Split
@@ -110,3 +115,83 @@ class GroupedDaySource:
 
     def redact(self, text: str) -> str:
         return self._client.redact(text)
+
+
+class StoredBarSource:
+    """One symbol's bars of a coarser timeframe, built from its stored bars of `base` (traded
+    prices, validated bars only) by the database; its splits are the stored ones. It makes no
+    provider request, so a run through it reports none."""
+
+    request_count = 0
+
+    def __init__(
+        self, conn_source: ConnectionSource, symbol: str, asset_class: str, base: str
+    ) -> None:
+        self._conn_source = conn_source
+        self.symbol = symbol
+        self.asset_class = asset_class
+        self.base = base
+        self._ticker = provider_ticker(symbol, asset_class)
+        self._zone = market_zone(asset_class)
+
+    def aggregates(
+        self,
+        ticker: str,
+        multiplier: int,
+        timespan: str,
+        start: date,
+        end: date,
+        *,
+        adjusted: bool,
+    ) -> Iterator[list[PolygonBar]]:
+        if ticker != self._ticker:
+            raise ValueError(f"this source builds bars of {self._ticker} only, not {ticker}")
+        if adjusted:
+            raise ValueError("stored bars are traded prices; they are built unadjusted only")
+        seconds = _seconds_of(multiplier, timespan)
+        first, after_last = start, end + timedelta(days=1)
+        minutes: int | None = seconds // 60
+        zone = None
+        if timespan == "week":
+            # Whole weeks: from the Sunday that starts the week of `start`.
+            first = start - timedelta(days=(start.weekday() + 1) % 7)
+            minutes, zone = None, str(self._zone)
+        with self._conn_source.connection() as conn:
+            bars = repository.list_derived_bars(
+                conn,
+                symbol=self.symbol,
+                base=self.base,
+                start_at=datetime.combine(first, time(0), tzinfo=self._zone),
+                end_before=datetime.combine(after_last, time(0), tzinfo=self._zone),
+                minutes=minutes,
+                zone=zone,
+            )
+            if zone is not None and bars:
+                # Weeks come in today's shares; stored, a week is in the shares of its last
+                # day (see backfill/splits.py), the prices traded after the last split in it.
+                in_effect = repository.list_splits_of(conn, self.symbol, since=date.min)
+                factors = SplitFactors(
+                    (row.execution_date, row.split_to / row.split_from)
+                    for row in in_effect
+                    if row.execution_date <= market_date(datetime.now(UTC), self.asset_class)
+                )
+                bars = [factors.in_shares_of(bar, "1w") for bar in bars]
+        yield bars
+
+    def splits(self, ticker: str, since: date) -> list[Split]:
+        from chalicelib.polygon import Split
+
+        with self._conn_source.connection() as conn:
+            stored = repository.list_splits_of(conn, self.symbol, since=since)
+        return [Split(ticker, row.execution_date, row.split_from, row.split_to) for row in stored]
+
+    def redact(self, text: str) -> str:
+        return text  # it holds no secret
+
+
+def _seconds_of(multiplier: int, timespan: str) -> int:
+    """The length of a bar size the warehouse builds: one of its timeframes."""
+    for name, spelled in TIMEFRAMES.items():
+        if spelled == (multiplier, timespan):
+            return TIMEFRAME_SECONDS[name]
+    raise ValueError(f"not a timeframe of the warehouse: {multiplier}/{timespan}")

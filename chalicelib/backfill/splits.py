@@ -2,8 +2,9 @@
 
 A bar traded before a split is divided by the split's ratio (shares after per share before) to
 be comparable with prices after it, and its volume multiplied by it; several splits multiply.
-A split takes effect at midnight New York of its execution date, as in the `adjusted_bars`
-view (migration 0009), which applies the same rule to reads.
+A split takes effect at midnight New York of its execution date, and a bar is in the shares of
+its last trading day (a week, the only bar that can hold a split, is stored that way), as in
+the `adjusted_bars` view (migration 0009), which applies the same rule to reads.
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ from datetime import date, datetime, time
 
 from chalicelib.market.calendar import NEW_YORK
 from chalicelib.polygon import PolygonBar
+
+# Where a week's divisor is taken: six days after its Sunday start, past its last trading day.
+_WEEK_PRICED_AFTER_MS = 6 * 86_400_000
+
+
+def priced_at_ms(t: int, timeframe: str) -> int:
+    """The moment whose shares a bar starting at `t` is expressed in."""
+    return t + _WEEK_PRICED_AFTER_MS if timeframe == "1w" else t
 
 
 class SplitFactors:
@@ -35,9 +44,9 @@ class SplitFactors:
             remaining.append(remaining[-1] * ratio)
         self._remaining = remaining[::-1]
 
-    def at(self, moment: datetime) -> float:
-        """The divisor of prices at `moment`."""
-        return self.at_ms(int(moment.timestamp() * 1000))
+    def at(self, moment: datetime, timeframe: str) -> float:
+        """The divisor of the prices of a `timeframe` bar starting at `moment`."""
+        return self.at_ms(priced_at_ms(int(moment.timestamp() * 1000), timeframe))
 
     def at_ms(self, ms: int) -> float:
         """The divisor of prices at `ms` milliseconds since the epoch."""
@@ -48,18 +57,27 @@ class SplitFactors:
         in today's shares."""
         return bool(self._days) and self._days[-1] > day
 
-    def in_todays_shares(self, bar: PolygonBar) -> PolygonBar:
-        """`bar` with its prices divided and its volume multiplied by its divisor."""
-        factor = self.at_ms(bar.t)
-        if factor == 1.0:
-            return bar
-        return PolygonBar(
-            bar.t,
-            bar.o / factor,
-            bar.h / factor,
-            bar.l / factor,
-            bar.c / factor,
-            bar.v * factor,
-            bar.vw / factor if bar.vw is not None else None,
-            bar.n,
-        )
+    def in_todays_shares(self, bar: PolygonBar, timeframe: str) -> PolygonBar:
+        """`bar` of `timeframe`, in its own shares, with its prices divided and its volume
+        multiplied by its divisor."""
+        return _scaled(bar, self.at_ms(priced_at_ms(bar.t, timeframe)))
+
+    def in_shares_of(self, bar: PolygonBar, timeframe: str) -> PolygonBar:
+        """The reverse: `bar` of `timeframe`, in today's shares, back in its own."""
+        return _scaled(bar, 1.0 / self.at_ms(priced_at_ms(bar.t, timeframe)))
+
+
+def _scaled(bar: PolygonBar, factor: float) -> PolygonBar:
+    """`bar` with its prices divided and its volume multiplied by `factor`."""
+    if factor == 1.0:
+        return bar
+    return PolygonBar(
+        bar.t,
+        bar.o / factor,
+        bar.h / factor,
+        bar.l / factor,
+        bar.c / factor,
+        bar.v * factor,
+        bar.vw / factor if bar.vw is not None else None,
+        bar.n,
+    )

@@ -6,6 +6,7 @@ models validate with it, the planner and the worker name their messages with it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal, NamedTuple
 
 
@@ -51,3 +52,23 @@ DAILY_OR_LONGER: frozenset[str] = frozenset(
 )
 """Bar sizes of a day or more: a new symbol's first backfill reaches back years for these and
 only days for intraday ones."""
+
+DERIVED_FROM: dict[str, str] = {
+    "5m": "1m",
+    "15m": "1m",
+    "30m": "1m",
+    "1h": "1m",
+    "1w": "1d",
+}
+"""Timeframes the warehouse builds from a finer stored one instead of fetching them, when the
+symbol tracks that finer one too. Each bucket is whole base bars on a grid the provider shares:
+N minutes dividing an hour from midnight UTC (the same on the New York clock, whose offset is
+whole hours), and weeks from Sunday on the market's calendar. `4h` is not among them: on the
+New York clock its grid moves against UTC with daylight saving, so it stays fetched."""
+
+
+def derived_from(timeframe: str, tracked: Iterable[str]) -> str | None:
+    """The stored timeframe `timeframe` is built from for a symbol tracking `tracked`, or None
+    when it is fetched from the provider."""
+    base = DERIVED_FROM.get(timeframe)
+    return base if base is not None and base in tracked else None

@@ -76,12 +76,14 @@ class PlanIdentity:
 
 @dataclass(frozen=True, slots=True)
 class PlanUnit:
-    """One active (symbol, timeframe) and the start of its newest stored bar (None: no bars)."""
+    """One active (symbol, timeframe) and the start of its newest stored bar (None: no bars);
+    `derived` when its bars are built from the symbol's finer stored ones, not fetched."""
 
     symbol: str
     asset_class: str
     timeframe: str
     newest: datetime | None
+    derived: bool = False
 
 
 @dataclass(frozen=True, slots=True)

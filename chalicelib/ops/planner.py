@@ -3,7 +3,8 @@
 Per market and run it reads every active (symbol, timeframe) with its newest stored bar, then
 chooses for the daily bars between one range request per symbol and one grouped-daily request per
 missing market date, whichever costs fewer provider calls. Intraday and weekly bars
-always take range requests. Every message has an identity (kind, target, timeframe, window), and
+always take range requests, except those built from the symbol's finer stored bars, which cost
+no provider call. Every message has an identity (kind, target, timeframe, window), and
 an identity is queued once, so a second plan of the same day queues nothing.
 """
 
@@ -74,6 +75,8 @@ class MarketPlan:
     units: int = 0
     up_to_date: int = 0
     symbol_messages: list[SymbolBackfill] = field(default_factory=list)
+    # Of those, the messages of units built from stored bars: no provider request.
+    derived_messages: int = 0
     # Market date -> the symbols its grouped request serves.
     grouped: dict[date, list[str]] = field(default_factory=dict)
 
@@ -95,8 +98,8 @@ class MarketPlan:
 
     @property
     def provider_requests(self) -> int:
-        """At least one request per message; a range request may page further."""
-        return len(self.grouped_days) + len(self.symbol_messages)
+        """At least one request per message that fetches; a range request may page further."""
+        return len(self.grouped_days) + len(self.symbol_messages) - self.derived_messages
 
 
 def build_plan(market: Market, units: Sequence[PlanUnit], target: date | None) -> MarketPlan:
@@ -110,6 +113,7 @@ def build_plan(market: Market, units: Sequence[PlanUnit], target: date | None) -
             plan.symbol_messages.append(
                 SymbolBackfill(unit.symbol, cast(Timeframe, unit.timeframe), target)
             )
+            plan.derived_messages += unit.derived
             continue
         missing = missing_days(unit, target)
         if missing is None:

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from chalicelib.market.timeframes import derived_from
 from chalicelib.ops.models import PlanIdentity, PlanMessageRow, PlanUnit
 
 Connection = psycopg.Connection[Any]
@@ -17,7 +18,7 @@ Connection = psycopg.Connection[Any]
 # One backward probe of the bars primary key per (symbol, timeframe): cheap at any table size,
 # where max(time) grouped over all bars would read them all.
 SELECT_PLAN_UNITS = """
-SELECT s.symbol, s.asset_class, tf.timeframe, newest.time AS newest
+SELECT s.symbol, s.asset_class, tf.timeframe, newest.time AS newest, s.timeframes AS tracked
 FROM tracked_symbols s
 CROSS JOIN LATERAL unnest(s.timeframes) AS tf(timeframe)
 LEFT JOIN LATERAL (
@@ -107,8 +108,13 @@ def _identity(identity: PlanIdentity) -> dict[str, Any]:
 
 def list_plan_units(conn: Connection, *, asset_classes: Sequence[str]) -> list[PlanUnit]:
     """Every active (symbol, timeframe) of these asset classes with its newest bar's start."""
-    with conn.cursor(row_factory=class_row(PlanUnit)) as cur:
-        return cur.execute(SELECT_PLAN_UNITS, {"asset_classes": list(asset_classes)}).fetchall()
+    rows = conn.execute(SELECT_PLAN_UNITS, {"asset_classes": list(asset_classes)}).fetchall()
+    return [
+        PlanUnit(
+            symbol, asset_class, timeframe, newest, derived_from(timeframe, tracked) is not None
+        )
+        for symbol, asset_class, timeframe, newest, tracked in rows
+    ]
 
 
 def claim_unsent(conn: Connection, identities: Sequence[PlanIdentity]) -> list[PlanIdentity]:

@@ -100,6 +100,24 @@ def test_plan_of_named_symbols_normalises_them_and_filters_a_timeframe(conn):
     assert units == [unit("BTC", "crypto", "1h"), unit("AAPL", "stock", "1h")]
 
 
+def test_plan_builds_timeframes_from_a_finer_tracked_one_and_orders_it_first(conn):
+    make_symbol(conn, "AAPL", timeframes=["1w", "1h", "4h", "1d", "5m", "1m"])
+    make_symbol(conn, "MSFT", timeframes=["1h", "1w"])
+
+    units = service.plan_units(conn, symbols=["AAPL", "MSFT"])
+
+    assert units == [
+        BackfillUnit("AAPL", "stock", "1m"),
+        BackfillUnit("AAPL", "stock", "5m", "1m"),
+        BackfillUnit("AAPL", "stock", "1h", "1m"),
+        BackfillUnit("AAPL", "stock", "4h"),
+        BackfillUnit("AAPL", "stock", "1d"),
+        BackfillUnit("AAPL", "stock", "1w", "1d"),
+        BackfillUnit("MSFT", "stock", "1h"),
+        BackfillUnit("MSFT", "stock", "1w"),
+    ]
+
+
 def test_plan_refuses_unknown_or_inactive_symbols_and_unknown_timeframes(conn):
     make_symbol(conn, "AAPL")
     make_symbol(conn, "IWM", asset_class="etf", active=False)
@@ -650,3 +668,168 @@ def test_two_timeframes_of_one_symbol_finishing_together_roll_up_to_completed(
         status, last_backfill, error = symbol_status(conn, "AAPL")
     assert (status, error) == ("completed", None)
     assert last_backfill == min(r.finished_at for r in results)
+
+
+# -- timeframes built from stored bars --------------------------------------------------------
+
+
+def group_by(rows, key):
+    """Independent aggregation of stored rows (time, o, h, l, c, v, vw, n) into buckets."""
+    buckets: dict = {}
+    for row in rows:
+        buckets.setdefault(key(row[0]), []).append(row)
+    built = []
+    for start, parts in sorted(buckets.items()):
+        volume = sum(p[5] for p in parts)
+        built.append(
+            (
+                start,
+                parts[0][1],
+                max(p[2] for p in parts),
+                min(p[3] for p in parts),
+                parts[-1][4],
+                volume,
+                sum(p[6] * p[5] for p in parts) / volume,
+                sum(p[7] for p in parts),
+            )
+        )
+    return built
+
+
+def approx_built(rows):
+    return [
+        (
+            t,
+            *(pytest.approx(x, abs=1e-9) for x in (o, h, low, c)),
+            pytest.approx(v, rel=1e-12),
+            pytest.approx(vw, rel=1e-12),
+            n,
+        )
+        for t, o, h, low, c, v, vw, n in rows
+    ]
+
+
+def test_finer_stored_bars_build_the_coarser_timeframes_without_a_provider_request(
+    conn, simulator, polygon
+):
+    make_symbol(conn, "AAPL", timeframes=["1m", "5m", "1h", "1d", "1w"])
+    simulator.add_split("AAPL", date(2024, 6, 3), 1, 4)  # inside every window: traded prices
+    simulator.clear_log()
+
+    results = service.run_units(
+        service.plan_units(conn, symbols=["AAPL"]),
+        source=PinnedConnection(conn),
+        client=polygon,
+        until=TODAY,
+    )
+
+    assert [(r.timeframe, r.status) for r in results] == [
+        ("1m", "completed"),
+        ("5m", "completed"),
+        ("1h", "completed"),
+        ("1d", "completed"),
+        ("1w", "completed"),
+    ]
+    assert [r.provider_requests for r in results] == [2, 0, 0, 2, 0]  # splits + aggregates
+    fetched = {"/".join(path.split("/")[6:8]) for path in aggregate_paths(simulator)}
+    assert fetched == {"1/minute", "1/day"}
+    minutes = [row[:8] for row in stored_bars(conn, "AAPL", "1m")]
+    days = [row[:8] for row in stored_bars(conn, "AAPL", "1d")]
+    hour = timedelta(hours=1)
+
+    def clock_hour(moment):
+        return moment.replace(minute=0, second=0, microsecond=0)
+
+    def five_minutes(moment):
+        return moment.replace(minute=moment.minute - moment.minute % 5, second=0, microsecond=0)
+
+    def sunday_in_new_york(moment):
+        day = moment.astimezone(NEW_YORK).date()
+        sunday = day - timedelta(days=(day.weekday() + 1) % 7)
+        return datetime.combine(sunday, datetime.min.time(), tzinfo=NEW_YORK).astimezone(UTC)
+
+    five = [row[:8] for row in stored_bars(conn, "AAPL", "5m")]
+    hours = [row[:8] for row in stored_bars(conn, "AAPL", "1h")]
+    weeks = [row[:8] for row in stored_bars(conn, "AAPL", "1w")]
+    assert five == approx_built(group_by(minutes, five_minutes))
+    assert hours == approx_built(group_by(minutes, clock_hour))
+    assert weeks == approx_built(group_by(days, sunday_in_new_york))
+    # The provider's own 5-minute bars of those minutes agree (it rounds its volumes and vwap).
+    provider_five = [
+        (datetime.fromtimestamp(b.t / 1000, UTC), b.o, b.h, b.l, b.c, b.v, b.vw, b.n)
+        for page in polygon.aggregates(
+            "AAPL", 5, "minute", five[0][0].date(), TODAY, adjusted=False
+        )
+        for b in page
+    ]
+    assert [row[0] for row in five] == [row[0] for row in provider_five]
+    assert [row[1:5] for row in five] == [
+        pytest.approx(row[1:5], abs=1e-9) for row in provider_five
+    ]
+    # Hours on the clock: the 09:30 minute opens the 09:00 bar, which ends at 10:00.
+    assert all(row[0].minute == 0 for row in hours)
+    assert hours[0][0] + hour > minutes[0][0] >= hours[0][0]
+    # Judged like fetched bars: the split day in the middle is neither a jump nor a spike.
+    assert all(
+        row[8] and row[9] == []
+        for table in ("5m", "1h", "1w")
+        for row in stored_bars(conn, "AAPL", table)
+    )
+
+
+def test_a_built_timeframe_continues_from_its_newest_bar(conn, simulator, polygon):
+    make_symbol(conn, "AAPL", timeframes=["1m", "15m"])
+    source = PinnedConnection(conn)
+    service.run_units(service.plan_units(conn), source=source, client=polygon, until=TODAY)
+    before = stored_bars(conn, "AAPL", "15m")
+    simulator.clear_log()
+
+    later = date(2024, 6, 17)
+    results = service.run_units(
+        service.plan_units(conn), source=source, client=polygon, until=later
+    )
+
+    assert [(r.timeframe, r.full, r.range_start) for r in results] == [
+        ("1m", False, TODAY),
+        ("15m", False, TODAY),
+    ]
+    after = stored_bars(conn, "AAPL", "15m")
+    assert after[: len(before)] == before
+    assert len(after) == len(before) + 26  # the Monday session: 09:30 to 16:00 in 15 minutes
+
+
+def test_a_week_holding_a_split_is_built_in_the_shares_of_its_last_day(conn, simulator, polygon):
+    make_symbol(conn, "AAPL", timeframes=["1d", "1w"])
+    simulator.add_split("AAPL", date(2024, 6, 5), 1, 4)  # a Wednesday
+
+    service.run_units(
+        service.plan_units(conn), source=PinnedConnection(conn), client=polygon, until=TODAY
+    )
+
+    week = next(
+        row[:8]
+        for row in stored_bars(conn, "AAPL", "1w")
+        if row[0] == datetime(2024, 6, 2, 4, tzinfo=UTC)
+    )
+    # The provider's adjusted week: every day in post-split shares, as the stored week is.
+    (provider,) = [
+        (datetime.fromtimestamp(b.t / 1000, UTC), b.o, b.h, b.l, b.c, b.v, b.vw, b.n)
+        for page in polygon.aggregates(
+            "AAPL", 1, "week", date(2024, 6, 2), date(2024, 6, 8), adjusted=True
+        )
+        for b in page
+    ]
+    assert week == approx_rows([provider])[0]
+    # Read split-adjusted, the week is divided by no later split: the same.
+    read = conn.execute(
+        "SELECT close FROM adjusted_bars WHERE symbol = 'AAPL' AND timeframe = '1w'"
+        " AND time = '2024-06-02 04:00+00'"
+    ).fetchone()
+    assert read == (week[4],)
+    # The week before it, all before the split, reads divided by 4 like its days.
+    before = conn.execute(
+        "SELECT w.close / d.close FROM adjusted_bars AS w JOIN adjusted_bars AS d"
+        " ON d.symbol = w.symbol AND d.timeframe = '1d' AND d.time = '2024-05-31 04:00+00'"
+        " WHERE w.symbol = 'AAPL' AND w.timeframe = '1w' AND w.time = '2024-05-26 04:00+00'"
+    ).fetchone()
+    assert before == (pytest.approx(1.0, rel=1e-12),)

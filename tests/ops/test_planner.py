@@ -67,6 +67,22 @@ class TestBuildPlan:
         (message,) = plan.messages
         assert message.symbols == sorted(f"S{n}" for n in range(500))  # type: ignore[union-attr]
 
+    def test_timeframes_built_from_stored_bars_are_queued_but_cost_no_request(self) -> None:
+        units = [
+            stock("AAPL", THURSDAY, "1m"),
+            PlanUnit("AAPL", "stock", "5m", None, derived=True),
+            PlanUnit("AAPL", "stock", "1h", None, derived=True),
+        ]
+
+        plan = planner.build_plan("stocks", units, FRIDAY)
+
+        assert [(m.symbol, m.timeframe) for m in plan.symbol_messages] == [
+            ("AAPL", "1m"),
+            ("AAPL", "5m"),
+            ("AAPL", "1h"),
+        ]
+        assert plan.provider_requests == 1
+
     def test_a_lone_stock_takes_its_own_range_request(self) -> None:
         plan = planner.build_plan("stocks", [stock("AAPL", THURSDAY)], FRIDAY)
 
@@ -136,6 +152,17 @@ class TestRunPlan:
             },
             {"kind": "symbol", "symbol": "NEWCO", "timeframe": "1d", "window": "2025-11-21"},
         ]
+
+    def test_a_timeframe_built_from_stored_bars_is_counted_without_a_request(
+        self, pinned_db: db.Connection, queues: Queues
+    ) -> None:
+        make_symbol(pinned_db, "NEWCO", timeframes=["1m", "5m", "4h"])
+
+        (report,) = planner.run_plan(["stocks"], now=AFTER_CLOSE)
+
+        # 1m and 4h are fetched; 5m is built from the stored 1m bars.
+        assert (report.symbol_messages, report.provider_requests) == (3, 2)
+        assert sorted(body["timeframe"] for body in queues.take_all()) == ["1m", "4h", "5m"]
 
     def test_no_active_symbols_sends_nothing_and_says_so(
         self, pinned_db: db.Connection, queues: Queues, capsys: pytest.CaptureFixture[str]

@@ -270,6 +270,33 @@ def test_a_grouped_message_skips_symbols_that_may_no_longer_run(
     assert ledger(pinned_db, "stocks") == (True, 1, None)
 
 
+def test_a_message_for_a_timeframe_built_from_stored_bars_asks_the_provider_nothing(
+    pinned_db: db.Connection, simulator: PolygonSimulator
+) -> None:
+    make_symbol(pinned_db, "AAPL", timeframes=["1m", "30m"])
+    worker.handle_batch([record("m1", symbol_body("AAPL", "1m"))])
+    simulator.clear_log()
+
+    answer = worker.handle_batch([record("m2", symbol_body("AAPL", "30m"))])
+
+    assert answer == {"batchItemFailures": []}
+    assert simulator.requests == []
+    built = count(
+        pinned_db, "SELECT count(*) FROM bars WHERE symbol = 'AAPL' AND timeframe = '30m'"
+    )
+    # One bar per half hour that has minute bars: 13 a session, over the minutes' 30 days.
+    half_hours = count(
+        pinned_db,
+        "SELECT count(DISTINCT date_bin('30 minutes', time, '2000-01-01')) FROM bars"
+        " WHERE symbol = 'AAPL' AND timeframe = '1m'",
+    )
+    assert built == half_hours > 13
+    (requests,) = pinned_db.execute(
+        "SELECT provider_requests FROM backfill_runs WHERE timeframe = '30m'"
+    ).fetchone()
+    assert requests == 0
+
+
 def test_a_split_since_the_last_backfill_keeps_a_grouped_day_a_one_day_write(
     pinned_db: db.Connection, simulator: PolygonSimulator
 ) -> None:
