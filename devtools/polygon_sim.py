@@ -21,9 +21,10 @@ outside the core universe has a split (listed in /v3/reference/splits once the t
 asked about), and every ticker has a few flawed daily bars a year and a session now and then
 with no data at all (see `imperfections`), so validation flags, gaps and the validation rate
 show up locally. Stocks trade on NYSE sessions only
-(daily bars stamped at midnight New York time, intraday bars inside 09:30-16:00, or 09:30-13:00
-on NYSE's early closes); crypto trades every day around the clock (daily bars stamped at 00:00
-UTC). Bars start on 1990-01-01 and stop at the simulated present.
+(daily bars stamped at midnight New York time, intraday bars built from the minutes of
+09:30-16:00, or 09:30-13:00 on NYSE's early closes, and snapped to the clock as Polygon's are: an
+hour bar starts at the top of the hour); crypto trades every day around the clock (daily bars
+stamped at 00:00 UTC). Bars start on 1990-01-01 and stop at the simulated present.
 
 Tests drive it through `inject_fault` (429s, 500s, slow answers, malformed JSON, 401, 403,
 DELAYED data), `add_split` and the request log in `requests`:
@@ -1104,21 +1105,26 @@ class PolygonSimulator:
 def _intraday(
     ticker: str, day: date, window_minutes: int, divisor: float, *, crypto: bool
 ) -> list[_Bar]:
-    """Bars of `window_minutes` for one day, aligned to the session open (stocks: 09:30 New York,
-    so every bar starts inside the session, which ends at 13:00 on an early close) or to
-    midnight UTC (crypto)."""
+    """Bars of `window_minutes` for one day of minutes (stocks: the session, 09:30 to 16:00 New
+    York or 13:00 on an early close; crypto: the UTC day). Crypto bars count from midnight UTC.
+    Stock bars of a size that divides an hour snap to the clock, as Polygon's do (an hour bar
+    starts at the top of the hour: 09:00 holds 09:30-09:59); longer ones count from the open."""
     if crypto:
-        start_ms, minutes = _midnight_ms(day, crypto=True), 24 * 60
+        start_ms, minutes, lead = _midnight_ms(day, crypto=True), 24 * 60, 0
     else:
         opens, closes = session_bounds_utc(day)
         start_ms = int(opens.timestamp() * 1000)
         minutes = int((closes - opens).total_seconds()) // 60
+        # Minutes from the last clock boundary before the open to the open.
+        open_minute = opens.astimezone(NEW_YORK).hour * 60 + opens.astimezone(NEW_YORK).minute
+        lead = open_minute % window_minutes if 60 % window_minutes == 0 else 0
     per_minute = _minutes_of_day(ticker, day, minutes)
     bars: list[_Bar] = []
-    for first in range(0, minutes, window_minutes):
+    for first in range(-lead, minutes, window_minutes):
         t = start_ms + first * _MS_PER_MINUTE
         parts = [
-            _scale(minute, t, divisor) for minute in per_minute[first : first + window_minutes]
+            _scale(minute, t, divisor)
+            for minute in per_minute[max(first, 0) : first + window_minutes]
         ]
         bars.append(parts[0] if len(parts) == 1 else _merge(t, parts))
     return bars

@@ -192,7 +192,7 @@ def test_a_new_intraday_timeframe_starts_thirty_days_back(conn, simulator, polyg
         f"/v2/aggs/ticker/AAPL/range/1/hour/{start.isoformat()}/{TODAY.isoformat()}"
     ]
     assert result.status == "completed"
-    # Seven hourly bars (the last one half an hour) in each of the 22 sessions.
+    # Seven hourly bars (09:00, holding 09:30-09:59, to 15:00) in each of the 22 sessions.
     assert len(trading_days(start, TODAY)) == 22
     assert bar_count(conn, "AAPL", "1h") == result.bars_written == 22 * 7
 

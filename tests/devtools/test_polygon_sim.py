@@ -195,9 +195,13 @@ def test_stock_intraday_bars_stay_inside_the_session(sim: PolygonSimulator) -> N
     assert minutes[-1]["t"] == close_ms - 60_000
     assert [bar["t"] for bar in five] == list(range(open_ms, close_ms, 300_000))
     assert len(five) == 78
-    # Hour bars start at the open: 09:30, 10:30, ... 15:30 (the last one half an hour long).
-    assert [bar["t"] for bar in hours] == list(range(open_ms, close_ms, 3_600_000))
+    # Hour bars start at the top of the hour, as Polygon's do: 09:00 (holding 09:30-09:59),
+    # 10:00, ... 15:00.
+    assert [bar["t"] for bar in hours] == list(range(open_ms - 1_800_000, close_ms, 3_600_000))
     assert len(hours) == 7
+    first_half_hour = minutes[:30]
+    assert (hours[0]["o"], hours[0]["c"]) == (first_half_hour[0]["o"], first_half_hour[-1]["c"])
+    assert hours[0]["h"] == max(bar["h"] for bar in first_half_hour)
     assert_sane_bars(minutes, fractional_volume=False)
 
 
@@ -211,8 +215,8 @@ def test_stock_intraday_bars_stop_at_an_early_close(sim: PolygonSimulator) -> No
     assert minutes[0]["t"] == 1732890600000  # 09:30 New York
     assert minutes[-1]["t"] == 1732903140000  # 12:59 New York
     assert [bar["t"] for bar in minutes] == list(range(1732890600000, 1732903200000, 60_000))
-    # 09:30, 10:30, 11:30 and 12:30 (the last one half an hour long).
-    assert [bar["t"] for bar in hours] == list(range(1732890600000, 1732903200000, 3_600_000))
+    # 09:00 (holding 09:30-09:59), 10:00, 11:00 and 12:00.
+    assert [bar["t"] for bar in hours] == list(range(1732888800000, 1732903200000, 3_600_000))
     assert len(full_day) == 390
     assert_sane_bars(minutes, fractional_volume=False)
 
