@@ -754,18 +754,19 @@ def test_finer_stored_bars_build_the_coarser_timeframes_without_a_provider_reque
     assert five == approx_built(group_by(minutes, five_minutes))
     assert hours == approx_built(group_by(minutes, clock_hour))
     assert weeks == approx_built(group_by(days, sunday_in_new_york))
-    # The provider's own 5-minute bars of those minutes agree (it rounds its volumes and vwap).
-    provider_five = [
-        (datetime.fromtimestamp(b.t / 1000, UTC), b.o, b.h, b.l, b.c, b.v, b.vw, b.n)
-        for page in polygon.aggregates(
-            "AAPL", 5, "minute", five[0][0].date(), TODAY, adjusted=False
-        )
-        for b in page
-    ]
-    assert [row[0] for row in five] == [row[0] for row in provider_five]
-    assert [row[1:5] for row in five] == [
-        pytest.approx(row[1:5], abs=1e-9) for row in provider_five
-    ]
+    # The provider's own 5-minute and hour bars of those minutes agree (it rounds its volumes
+    # and vwap).
+    for built, multiplier, timespan in ((five, 5, "minute"), (hours, 1, "hour")):
+        provider = [
+            (datetime.fromtimestamp(b.t / 1000, UTC), b.o, b.h, b.l, b.c)
+            for page in polygon.aggregates(
+                "AAPL", multiplier, timespan, built[0][0].date(), TODAY, adjusted=False
+            )
+            for b in page
+        ]
+        assert [row[:5] for row in built] == [
+            (row[0], *(pytest.approx(x, abs=1e-9) for x in row[1:])) for row in provider
+        ]
     # Hours on the clock: the 09:30 minute opens the 09:00 bar, which ends at 10:00.
     assert all(row[0].minute == 0 for row in hours)
     assert hours[0][0] + hour > minutes[0][0] >= hours[0][0]
