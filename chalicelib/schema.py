@@ -23,6 +23,22 @@ SELECT_HISTORY_EXISTS = "SELECT to_regclass('schema_migrations') IS NOT NULL"
 
 Connection = psycopg.Connection[Any]
 
+BAR_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "timeframe",
+    "time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "trades",
+    "validated",
+    "flags",
+    "updated_at",
+)
+
 EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
     "schema_migrations": (
         "version",
@@ -79,21 +95,7 @@ EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
         "created_at",
         "updated_at",
     ),
-    "bars": (
-        "symbol",
-        "timeframe",
-        "time",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "vwap",
-        "trades",
-        "validated",
-        "flags",
-        "updated_at",
-    ),
+    "bars": BAR_COLUMNS,
     "bar_counts": ("symbol", "timeframe", "bars", "validated_bars"),
     "backfill_runs": (
         "id",
@@ -137,22 +139,8 @@ EXPECTED_TABLES: dict[str, tuple[str, ...]] = {
         "created_at",
         "effective_at",
     ),
-    # A view: the bars with split-adjusted prices.
-    "adjusted_bars": (
-        "symbol",
-        "timeframe",
-        "time",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "vwap",
-        "trades",
-        "validated",
-        "flags",
-        "updated_at",
-    ),
+    # A view: the bars with split-adjusted prices, column for column.
+    "adjusted_bars": BAR_COLUMNS,
 }
 
 EXPECTED_INDEXES: tuple[str, ...] = (

@@ -36,6 +36,15 @@ class Bar(msgspec.Struct, frozen=True):
     flags: list[str]
 
 
+Adjusted = Annotated[
+    bool,
+    Meta(
+        description="`true`: prices and volumes in today's shares (split-adjusted, as Polygon's "
+        "`adjusted=true`); `false`: as traded. The answer says which it served."
+    ),
+]
+"""The `adjusted` query parameter of the bar endpoints."""
+
 _BOUND = (
     "a date (YYYY-MM-DD: the whole UTC day), an RFC 3339 datetime with a zone, or epoch "
     "milliseconds"
@@ -57,13 +66,7 @@ class BarQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     validated_only: Annotated[
         bool, Meta(description="Only bars that passed validation (no severe flag).")
     ] = True
-    adjusted: Annotated[
-        bool,
-        Meta(
-            description="`true`: prices and volumes in today's shares (split-adjusted, as "
-            "Polygon's `adjusted=true`); `false`: as traded. The answer says which it served."
-        ),
-    ] = True
+    adjusted: Adjusted = True
     sort: Annotated[
         Sort,
         Meta(description="`asc`: oldest first; `desc`: newest first (with `limit`, the newest N)."),
@@ -126,13 +129,7 @@ class LatestQuery(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     validated_only: Annotated[
         bool, Meta(description="The last bar that passed validation (no severe flag).")
     ] = True
-    adjusted: Annotated[
-        bool,
-        Meta(
-            description="`true`: prices and volumes in today's shares (split-adjusted, as "
-            "Polygon's `adjusted=true`); `false`: as traded. The answer says which it served."
-        ),
-    ] = True
+    adjusted: Adjusted = True
 
 
 class SymbolBar(msgspec.Struct, frozen=True):

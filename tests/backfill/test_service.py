@@ -24,11 +24,12 @@ def clock(moment: datetime = NOW):
     return lambda: moment
 
 
-def stored_bars(conn, symbol, timeframe="1d"):
+def stored_bars(conn, symbol, timeframe="1d", relation="bars"):
+    """Rows of `relation`: the bars as stored, or `adjusted_bars` (split-adjusted)."""
     return conn.execute(
-        """
+        f"""
         SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
-        FROM bars WHERE symbol = %s AND timeframe = %s ORDER BY time
+        FROM {relation} WHERE symbol = %s AND timeframe = %s ORDER BY time
         """,
         (symbol, timeframe),
     ).fetchall()
@@ -337,13 +338,7 @@ def test_crypto_is_fetched_as_the_usd_pair_every_day_with_fractional_volume(
 
 
 def adjusted_bars(conn, symbol, timeframe="1d"):
-    return conn.execute(
-        """
-        SELECT time, open, high, low, close, volume, vwap, trades, validated, flags
-        FROM adjusted_bars WHERE symbol = %s AND timeframe = %s ORDER BY time
-        """,
-        (symbol, timeframe),
-    ).fetchall()
+    return stored_bars(conn, symbol, timeframe, relation="adjusted_bars")
 
 
 def provider_bars(polygon, start, end, *, adjusted, ticker="AAPL"):
