@@ -1,7 +1,7 @@
 """Write docs/CLI.md from the `mdw` command group's own `--help`, so the reference cannot drift.
 
-    python -m devtools.gen_cli_docs          # rewrite docs/CLI.md
-    python -m devtools.gen_cli_docs --check  # exit 1 when docs/CLI.md is stale (CI, tests)
+python -m devtools.gen_cli_docs          # rewrite docs/CLI.md
+python -m devtools.gen_cli_docs --check  # exit 1 when docs/CLI.md is stale (CI, tests)
 """
 
 from __future__ import annotations

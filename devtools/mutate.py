@@ -361,9 +361,7 @@ EQUIVALENT: dict[str, dict[tuple[Any, ...], str]] = {
             "core/ReplaceBinaryOperator_Add_BitOr",
             "i = n if end == -1 else end + 1",
         ): "end | 1 is end + 1 or end: the newline is read next either way, as whitespace",
-        ("core/NumberReplacer", "i = n if end == -1 else end + 1", 3): (
-            "end + 0: as for Add_Mul"
-        ),
+        ("core/NumberReplacer", "i = n if end == -1 else end + 1", 3): ("end + 0: as for Add_Mul"),
         (
             "core/ReplaceComparisonOperator_Lt_NotEq",
             "while i < n:",

@@ -317,9 +317,7 @@ def first_backfill(url: str) -> list[BackfillResult]:
             core = {symbol for symbol, _ in CORE_SYMBOLS}
             midnight = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC)
             # Every active symbol's units, less those completed today; only the core ones.
-            units = [
-                unit for unit in plan_units(conn, fresh_since=midnight) if unit.symbol in core
-            ]
+            units = [unit for unit in plan_units(conn, fresh_since=midnight) if unit.symbol in core]
         if not units:
             print("backfill: the core symbols are up to date")
             return []

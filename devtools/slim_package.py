@@ -33,9 +33,10 @@ def slim(path: str) -> tuple[int, int, int]:
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".zip", delete=False) as handle:
         temporary = handle.name
     try:
-        with zipfile.ZipFile(path) as source, zipfile.ZipFile(
-            temporary, "w", compression=zipfile.ZIP_DEFLATED
-        ) as target:
+        with (
+            zipfile.ZipFile(path) as source,
+            zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as target,
+        ):
             for info in source.infolist():
                 if is_unused(info.filename):
                     dropped += 1

@@ -201,9 +201,7 @@ def test_password_candidates_cover_every_reading_of_a_url():
     }
     assert db.password_candidates("postgresql://app:pass:word@host:5432/mdw") == {"pass:word"}
     # Key/value form: what libpq parses.
-    assert db.password_candidates("host=h dbname=mdw user=app password='hunter 2'") == {
-        "hunter 2"
-    }
+    assert db.password_candidates("host=h dbname=mdw user=app password='hunter 2'") == {"hunter 2"}
 
 
 def test_redact_masks_the_pieces_libpq_quotes_from_a_raw_url():

@@ -254,8 +254,12 @@ class TestSecretsAsAwsHandsThemOut:
     def test_a_rotated_password_is_read_again_once_and_never_logged(
         self, password_server: Any, set_env: Callable[..., None], caplog: Any
     ) -> None:
-        secret = {**RDS_SECRET, "host": "127.0.0.1", "port": password_server.port,
-                  "password": "first-Pa55/word"}
+        secret = {
+            **RDS_SECRET,
+            "host": "127.0.0.1",
+            "port": password_server.port,
+            "password": "first-Pa55/word",
+        }
         arn = put_secret("mdw/db", json.dumps(secret))
         set_env(DATABASE_URL=None, DATABASE_SECRET_ARN=arn)
         db.set_database(None)
@@ -285,9 +289,7 @@ class TestSecretsAsAwsHandsThemOut:
         assert "Pa55" not in caplog.text
         db.set_database(None)
 
-    def test_a_refused_password_without_a_secret_is_not_retried(
-        self, password_server: Any
-    ) -> None:
+    def test_a_refused_password_without_a_secret_is_not_retried(self, password_server: Any) -> None:
         source = db.Database(password_server.url(user="mdw_app", password="wrong", dbname="mdw"))
 
         with pytest.raises(DatabaseCredentialsRefused) as raised, source.connection():

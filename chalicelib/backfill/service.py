@@ -516,9 +516,7 @@ def _validate(
     )
 
 
-def _prior_bars(
-    recent: Sequence[RecentBar], factors: SplitFactors, timeframe: str
-) -> PriorBars:
+def _prior_bars(recent: Sequence[RecentBar], factors: SplitFactors, timeframe: str) -> PriorBars:
     """The stored bars just before the fetched ones (newest first), in today's shares, so
     validation continues where it stopped."""
     previous_close = next(

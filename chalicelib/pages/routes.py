@@ -96,4 +96,3 @@ def vendor_file(name: str) -> Response:
     if asset is None:
         raise NotFound(f"no such file: /static/vendor/{name[:100]}")
     return _answer(asset)
-

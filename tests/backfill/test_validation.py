@@ -394,9 +394,7 @@ def test_zero_volumes_fill_the_window_and_negative_ones_never_enter_it():
     window_of_two = Thresholds(max_jump_pct=25.0, volume_spike_factor=10.0, volume_window=2)
 
     # 10 and 0: the median is 5, so 51 spikes.
-    assert flags(volume_series([10.0, 0.0], 51.0), thresholds=window_of_two)[-1] == [
-        "volume_spike"
-    ]
+    assert flags(volume_series([10.0, 0.0], 51.0), thresholds=window_of_two)[-1] == ["volume_spike"]
     # The -100 is refused and left out: the window is 10 and 10, so 101 spikes.
     result = flags(volume_series([10.0, -100.0, 10.0], 101.0), thresholds=window_of_two)
     assert result == [[], ["negative_volume"], [], ["volume_spike"]]

@@ -222,8 +222,16 @@ class Container:
     ) -> None:
         read_fd, write_fd = os.pipe()
         self.process = subprocess.Popen(
-            [python, "-I", "-S", str(RUNTIME), str(package_dir), runtime_dir, handler,
-             str(write_fd)],
+            [
+                python,
+                "-I",
+                "-S",
+                str(RUNTIME),
+                str(package_dir),
+                runtime_dir,
+                handler,
+                str(write_fd),
+            ],
             cwd=package_dir,
             env=env,
             stdin=subprocess.PIPE,

@@ -47,8 +47,15 @@ def main():
     try:
         handler = getattr(importlib.import_module(module_name), attribute)
     except Exception as exc:  # the runtime's Runtime.ImportModuleError
-        results.write(json.dumps({"errorType": "Runtime.ImportModuleError",
-                                  "errorMessage": f"{type(exc).__name__}: {exc}"}) + "\n")
+        results.write(
+            json.dumps(
+                {
+                    "errorType": "Runtime.ImportModuleError",
+                    "errorMessage": f"{type(exc).__name__}: {exc}",
+                }
+            )
+            + "\n"
+        )
         return 1
     results.write(json.dumps({"ready": True, "modules": sorted(sys.modules)}) + "\n")
     for line in sys.stdin:

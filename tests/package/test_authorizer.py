@@ -107,8 +107,13 @@ def test_the_database_down_is_a_failure_not_a_refusal(
     unreachable = aws_clients("secretsmanager").create_secret(
         Name="mdw/database-unreachable",
         SecretString=json.dumps(
-            {"host": "127.0.0.1", "port": "9", "username": "mdw", "password": "Sup3r-s3cret",
-             "dbname": "mdw"}
+            {
+                "host": "127.0.0.1",
+                "port": "9",
+                "username": "mdw",
+                "password": "Sup3r-s3cret",
+                "dbname": "mdw",
+            }
         ),
     )["ARN"]
     container = start_container("ApiKeyAuthorizer", DATABASE_SECRET_ARN=unreachable)
