@@ -7,6 +7,7 @@ from datetime import datetime
 from itertools import starmap
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.rows import class_row
 
@@ -154,35 +155,40 @@ SELECT coalesce(sum(bars), 0)::bigint, coalesce(sum(validated_bars), 0)::bigint 
 """
 
 
-def get_bars_page(
-    conn: Connection,
-    *,
-    symbol: str,
-    timeframe: str,
-    start_at: datetime,
-    end_before: datetime,
-    after: datetime,
-    validated_only: bool,
-    limit: int,
-    descending: bool = False,
-    adjusted: bool = True,
-) -> list[Bar]:
-    """Up to `limit` bars with `start_at <= time < end_before`, past `after` in the order asked
-    for: oldest first (`time > after`) or newest first (`time < after`); split-adjusted prices
-    or, unless `adjusted`, traded ones."""
-    params = {
-        "symbol": symbol,
-        "timeframe": timeframe,
-        "start_at": start_at,
-        "end_before": end_before,
-        "after": after,
-        "validated_only": validated_only,
-        "limit": limit,
-    }
+class PageRange(msgspec.Struct, frozen=True, kw_only=True):
+    """The bars one page reads, as JSON rows or as CSV alike: one timeframe, start_at <= time <
+    end_before, past the cursor's position in the order asked for (oldest first: time > after;
+    newest first: time < after), at most `limit`, split-adjusted or traded."""
+
+    timeframe: str
+    start_at: datetime
+    end_before: datetime
+    validated_only: bool
+    limit: int
+    descending: bool = False
+    adjusted: bool = True
+
+    def params(self, **position: object) -> dict[str, object]:
+        return {
+            "timeframe": self.timeframe,
+            "start_at": self.start_at,
+            "end_before": self.end_before,
+            "validated_only": self.validated_only,
+            "limit": self.limit,
+            **position,
+        }
+
+    def pick(self, ascending: dict[bool, str], descending: dict[bool, str]) -> str:
+        """The statement for this page's order and kind of prices."""
+        return (descending if self.descending else ascending)[self.adjusted]
+
+
+def get_bars_page(conn: Connection, symbol: str, after: datetime, page: PageRange) -> list[Bar]:
+    """The bars of `symbol` that `page` reads."""
+    sql = page.pick(SELECT_BARS_PAGE, SELECT_BARS_PAGE_DESC)
+    rows = conn.execute(sql, page.params(symbol=symbol, after=after)).fetchall()
     # Tuples turned into Bars by starmap: positional construction with no Python frame per
     # row, on the hot path of the largest responses (a row factory costs a call per row).
-    sql = (SELECT_BARS_PAGE_DESC if descending else SELECT_BARS_PAGE)[adjusted]
-    rows = conn.execute(sql, params).fetchall()
     return list(starmap(Bar, rows))
 
 
@@ -318,32 +324,12 @@ SELECT_MANY_BARS_PAGE_DESC = _by_prices(
 
 
 def get_many_bars_page(
-    conn: Connection,
-    *,
-    symbols: list[str],
-    timeframe: str,
-    start_at: datetime,
-    end_before: datetime,
-    after_symbol: str,
-    after: datetime,
-    validated_only: bool,
-    limit: int,
-    descending: bool = False,
-    adjusted: bool = True,
+    conn: Connection, symbols: list[str], after: tuple[str, datetime], page: PageRange
 ) -> list[SymbolBar]:
-    """Up to `limit` bars of `symbols` with `start_at <= time < end_before`, ordered by symbol
-    and then time (oldest or newest first), past the position (`after_symbol`, `after`)."""
-    params = {
-        "symbols": symbols,
-        "timeframe": timeframe,
-        "start_at": start_at,
-        "end_before": end_before,
-        "after_symbol": after_symbol,
-        "after": after,
-        "validated_only": validated_only,
-        "limit": limit,
-    }
-    sql = (SELECT_MANY_BARS_PAGE_DESC if descending else SELECT_MANY_BARS_PAGE)[adjusted]
+    """The bars of `symbols` that `page` reads, ordered by symbol and then time, past the
+    position `after` (symbol, time)."""
+    sql = page.pick(SELECT_MANY_BARS_PAGE, SELECT_MANY_BARS_PAGE_DESC)
+    params = page.params(symbols=symbols, after_symbol=after[0], after=after[1])
     return list(starmap(SymbolBar, conn.execute(sql, params).fetchall()))
 
 
@@ -408,64 +394,23 @@ COPY_MANY_BARS_PAGE_DESC_CSV = _copy_csv(
 )
 
 
-def _copy_out(conn: Connection, sql: str, params: dict[str, Any]) -> bytes:
+def _copy_out(conn: Connection, sql: str, params: dict[str, object]) -> bytes:
     with conn.cursor() as cur, cur.copy(sql, params) as copy:
         return b"".join(bytes(chunk) for chunk in copy)
 
 
-def copy_bars_page_csv(
-    conn: Connection,
-    *,
-    symbol: str,
-    timeframe: str,
-    start_at: datetime,
-    end_before: datetime,
-    after: datetime,
-    validated_only: bool,
-    limit: int,
-    descending: bool = False,
-    adjusted: bool = True,
-) -> bytes:
+def copy_bars_page_csv(conn: Connection, symbol: str, after: datetime, page: PageRange) -> bytes:
     """The rows `get_bars_page` reads, as CSV lines (no header), one per bar."""
-    params = {
-        "symbol": symbol,
-        "timeframe": timeframe,
-        "start_at": start_at,
-        "end_before": end_before,
-        "after": after,
-        "validated_only": validated_only,
-        "limit": limit,
-    }
-    sql = (COPY_BARS_PAGE_DESC_CSV if descending else COPY_BARS_PAGE_CSV)[adjusted]
-    return _copy_out(conn, sql, params)
+    sql = page.pick(COPY_BARS_PAGE_CSV, COPY_BARS_PAGE_DESC_CSV)
+    return _copy_out(conn, sql, page.params(symbol=symbol, after=after))
 
 
 def copy_many_bars_page_csv(
-    conn: Connection,
-    *,
-    symbols: list[str],
-    timeframe: str,
-    start_at: datetime,
-    end_before: datetime,
-    after_symbol: str,
-    after: datetime,
-    validated_only: bool,
-    limit: int,
-    descending: bool = False,
-    adjusted: bool = True,
+    conn: Connection, symbols: list[str], after: tuple[str, datetime], page: PageRange
 ) -> bytes:
     """The rows `get_many_bars_page` reads, as CSV lines (no header), symbol first."""
-    params = {
-        "symbols": symbols,
-        "timeframe": timeframe,
-        "start_at": start_at,
-        "end_before": end_before,
-        "after_symbol": after_symbol,
-        "after": after,
-        "validated_only": validated_only,
-        "limit": limit,
-    }
-    sql = (COPY_MANY_BARS_PAGE_DESC_CSV if descending else COPY_MANY_BARS_PAGE_CSV)[adjusted]
+    sql = page.pick(COPY_MANY_BARS_PAGE_CSV, COPY_MANY_BARS_PAGE_DESC_CSV)
+    params = page.params(symbols=symbols, after_symbol=after[0], after=after[1])
     return _copy_out(conn, sql, params)
 
 

@@ -87,30 +87,14 @@ def historical_page(
 ) -> bytes:
     """One page of bars as encoded JSON in the order asked for, never over `max_response_bytes`
     on the wire: a page cut short by size carries a next_cursor like one cut by `limit`."""
-    tracked = resolve_symbol(conn, raw_symbol)
+    tracked, plan, after = _start_historical(conn, raw_symbol, query)
     symbol = tracked.symbol
-    plan = _plan(query, symbol)
-    after = plan.first_position
-    if query.cursor is not None:
-        after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret).time
-    if not query.adjusted:
-        refuse_unknown_traded_prices(conn, [symbol], query.timeframe)
 
     # One extra row tells whether another page exists without a second query; no more rows
     # are read than could possibly fit in the response.
     fits_at_most = max_response_bytes // _MIN_BAR_WIRE_BYTES + 1
-    rows = repository.get_bars_page(
-        conn,
-        symbol=symbol,
-        timeframe=query.timeframe,
-        start_at=plan.start_at,
-        end_before=plan.end_before,
-        after=after,
-        validated_only=query.validated_only,
-        limit=min(query.limit, fits_at_most) + 1,
-        descending=query.sort == "desc",
-        adjusted=query.adjusted,
-    )
+    page_range = plan.page_range(min(query.limit, fits_at_most) + 1)
+    rows = repository.get_bars_page(conn, symbol, after, page_range)
     bars = rows[: query.limit]
     more = len(rows) > query.limit
     if not bars and query.cursor is None:
@@ -153,6 +137,7 @@ def historical_page(
 class _Plan(msgspec.Struct, frozen=True):
     """A bar query's checked bounds, its cursor identity and where its first page starts."""
 
+    query: BarQuery
     start: str | None
     end: str | None
     start_at: datetime
@@ -160,6 +145,50 @@ class _Plan(msgspec.Struct, frozen=True):
     cursor_query: CursorQuery
     first_position: datetime
     secret: bytes
+
+    def page_range(self, limit: int) -> repository.PageRange:
+        """What the repository reads for a page of at most `limit` rows."""
+        return repository.PageRange(
+            timeframe=self.query.timeframe,
+            start_at=self.start_at,
+            end_before=self.end_before,
+            validated_only=self.query.validated_only,
+            limit=limit,
+            descending=self.query.sort == "desc",
+            adjusted=self.query.adjusted,
+        )
+
+
+def _start_historical(
+    conn: Connection, raw_symbol: str, query: BarQuery
+) -> tuple[TrackedSymbol, _Plan, datetime]:
+    """A historical page's symbol, plan and position (the time it reads past), JSON or CSV;
+    refuses traded prices that are not stored yet."""
+    tracked = resolve_symbol(conn, raw_symbol)
+    plan = _plan(query, tracked.symbol)
+    after = plan.first_position
+    if query.cursor is not None:
+        after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret).time
+    if not query.adjusted:
+        refuse_unknown_traded_prices(conn, [tracked.symbol], query.timeframe)
+    return tracked, plan, after
+
+
+def _start_bars(conn: Connection, query: BarsQuery) -> tuple[list[str], _Plan, Position]:
+    """A multi-symbol page's symbols, plan and position, JSON or CSV: refuses untracked
+    symbols, a first page of symbols with nothing to read yet, and traded prices not stored."""
+    symbols = parse_symbol_list(query.symbols)
+    plan = _plan(query, ",".join(symbols))
+    readiness = repository.get_symbols_readiness(conn, symbols=symbols, timeframe=query.timeframe)
+    _refuse_unknown([row.symbol for row in readiness if row.timeframes is None])
+    if query.cursor is None:
+        _explain_missing_bars(readiness, query.timeframe)
+        after = Position("", plan.first_position)  # "" sorts before every symbol
+    else:
+        after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret)
+    if not query.adjusted:
+        refuse_unknown_traded_prices(conn, symbols, query.timeframe)
+    return symbols, plan, after
 
 
 def _plan(query: BarQuery, symbols: str) -> _Plan:
@@ -175,6 +204,7 @@ def _plan(query: BarQuery, symbols: str) -> _Plan:
     start_text = start.canonical if start else None
     end_text = end.canonical if end else None
     return _Plan(
+        query=query,
         start=start_text,
         end=end_text,
         start_at=start.at if start else _FAR_PAST,
@@ -474,32 +504,10 @@ def bars_page(
 ) -> bytes:
     """One page of long-format rows of many symbols as encoded JSON, ordered by symbol and
     then time, under `max_response_bytes` on the wire like a historical page."""
-    symbols = parse_symbol_list(query.symbols)
-    plan = _plan(query, ",".join(symbols))
-    readiness = repository.get_symbols_readiness(conn, symbols=symbols, timeframe=query.timeframe)
-    _refuse_unknown([row.symbol for row in readiness if row.timeframes is None])
-    if query.cursor is None:
-        _explain_missing_bars(readiness, query.timeframe)
-        after = Position("", plan.first_position)  # "" sorts before every symbol
-    else:
-        after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret)
-    if not query.adjusted:
-        refuse_unknown_traded_prices(conn, symbols, query.timeframe)
-
+    symbols, plan, after = _start_bars(conn, query)
     fits_at_most = max_response_bytes // _MIN_ROW_WIRE_BYTES + 1
-    rows = repository.get_many_bars_page(
-        conn,
-        symbols=symbols,
-        timeframe=query.timeframe,
-        start_at=plan.start_at,
-        end_before=plan.end_before,
-        after_symbol=after.symbol,
-        after=after.time,
-        validated_only=query.validated_only,
-        limit=min(query.limit, fits_at_most) + 1,
-        descending=query.sort == "desc",
-        adjusted=query.adjusted,
-    )
+    page_range = plan.page_range(min(query.limit, fits_at_most) + 1)
+    rows = repository.get_many_bars_page(conn, symbols, (after.symbol, after.time), page_range)
     page = rows[: query.limit]
     more = len(rows) > query.limit
 
@@ -552,26 +560,9 @@ def historical_csv(
     max_response_bytes: int = MAX_RESPONSE_BYTES,
 ) -> CsvPage:
     """The page `historical_page` serves, as CSV written by PostgreSQL."""
-    tracked = resolve_symbol(conn, raw_symbol)
+    tracked, plan, after = _start_historical(conn, raw_symbol, query)
     symbol = tracked.symbol
-    plan = _plan(query, symbol)
-    after = plan.first_position
-    if query.cursor is not None:
-        after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret).time
-    if not query.adjusted:
-        refuse_unknown_traded_prices(conn, [symbol], query.timeframe)
-    data = repository.copy_bars_page_csv(
-        conn,
-        symbol=symbol,
-        timeframe=query.timeframe,
-        start_at=plan.start_at,
-        end_before=plan.end_before,
-        after=after,
-        validated_only=query.validated_only,
-        limit=query.limit + 1,
-        descending=query.sort == "desc",
-        adjusted=query.adjusted,
-    )
+    data = repository.copy_bars_page_csv(conn, symbol, after, plan.page_range(query.limit + 1))
     if not data and query.cursor is None:
         _explain_no_bars(conn, tracked, query.timeframe)
 
@@ -590,29 +581,9 @@ def bars_csv(
     max_response_bytes: int = MAX_RESPONSE_BYTES,
 ) -> CsvPage:
     """The page `bars_page` serves, as CSV written by PostgreSQL, symbol first."""
-    symbols = parse_symbol_list(query.symbols)
-    plan = _plan(query, ",".join(symbols))
-    readiness = repository.get_symbols_readiness(conn, symbols=symbols, timeframe=query.timeframe)
-    _refuse_unknown([row.symbol for row in readiness if row.timeframes is None])
-    if query.cursor is None:
-        _explain_missing_bars(readiness, query.timeframe)
-        after = Position("", plan.first_position)
-    else:
-        after = decode_cursor(query.cursor, plan.cursor_query, secret=plan.secret)
-    if not query.adjusted:
-        refuse_unknown_traded_prices(conn, symbols, query.timeframe)
+    symbols, plan, after = _start_bars(conn, query)
     data = repository.copy_many_bars_page_csv(
-        conn,
-        symbols=symbols,
-        timeframe=query.timeframe,
-        start_at=plan.start_at,
-        end_before=plan.end_before,
-        after_symbol=after.symbol,
-        after=after.time,
-        validated_only=query.validated_only,
-        limit=query.limit + 1,
-        descending=query.sort == "desc",
-        adjusted=query.adjusted,
+        conn, symbols, (after.symbol, after.time), plan.page_range(query.limit + 1)
     )
 
     def position_of(line: bytes) -> Position:
