@@ -116,18 +116,10 @@ class Agg(msgspec.Struct, frozen=True, omit_defaults=True):
     n: int | None = None
 
 
-class GroupedAgg(msgspec.Struct, frozen=True, omit_defaults=True):
+class GroupedAgg(Agg, frozen=True, omit_defaults=True, kw_only=True):
     """One ticker's bar for a grouped day; `T` is the ticker."""
 
     T: str
-    o: float
-    h: float
-    low: float = msgspec.field(name="l")
-    c: float
-    v: float
-    t: int
-    vw: float | None = None
-    n: int | None = None
 
 
 class AggsResponse(msgspec.Struct, frozen=True, omit_defaults=True):

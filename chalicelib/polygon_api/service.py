@@ -323,7 +323,7 @@ def grouped_daily(
         refuse_unknown_traded_prices(conn, [r.symbol for r in rows], DAILY)
     results = [
         GroupedAgg(
-            provider_ticker(r.symbol, r.asset_class), r.o, r.h, r.l, r.c, r.v, r.t, r.vw, r.n
+            r.o, r.h, r.l, r.c, r.v, r.t, r.vw, r.n, T=provider_ticker(r.symbol, r.asset_class)
         )
         for r in rows
     ]
